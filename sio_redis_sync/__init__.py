@@ -1,0 +1,12 @@
+"""sio_redis_sync: python-socketio servers and emitters as one Socket.IO cluster.
+
+Re-exports the public API; the wire protocol is that of Node's
+``@socket.io/redis-adapter`` 8.x and ``@socket.io/redis-emitter`` 5.x.
+"""
+from .emitter import BroadcastOperator, Emitter
+from .exceptions import ProtocolError, PublishError, SioRedisError
+from .manager import RedisManager
+
+__version__ = '0.1.0'
+__all__ = ['RedisManager', 'Emitter', 'BroadcastOperator', 'SioRedisError',
+           'ProtocolError', 'PublishError', '__version__']

@@ -1,0 +1,31 @@
+"""Exceptions raised by sio_redis_sync.
+
+Owns the error hierarchy only; nothing here does I/O or knows about Redis.
+"""
+
+
+class SioRedisError(Exception):
+    """Base class of every error raised by :mod:`sio_redis_sync`."""
+
+
+class ProtocolError(SioRedisError, ValueError):
+    """A payload read from Redis is not a valid message of the Node protocol.
+
+    Raised only by the decoders of :mod:`sio_redis_sync.protocol`; the
+    listener logs it with the channel and drops the message.
+    """
+
+
+class PublishError(SioRedisError):
+    """A message could not be published to Redis.
+
+    The Redis exception that caused it is chained as ``__cause__``.
+
+    :param channel: the channel the message was meant for.
+    """
+
+    def __init__(self, channel, cause):
+        self.channel = channel
+        super().__init__(
+            'could not publish to Redis channel %r: %s: %s'
+            % (channel, type(cause).__name__, cause))
