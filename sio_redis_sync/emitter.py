@@ -1,0 +1,208 @@
+"""Emitter: publish to a Socket.IO cluster from any process, with no thread.
+
+Owns one pooled publisher client and immutable broadcast operators; every call
+is one PUBLISH, byte-identical to what ``@socket.io/redis-emitter`` 5.1.0
+sends for the same call, and a failed publish raises.
+"""
+import redis
+
+from . import protocol
+from .exceptions import PublishError
+
+_PUBLISH_ERRORS = (redis.RedisError, OSError)
+# @socket.io/redis-emitter refuses these: the servers reserve them
+RESERVED_EVENTS = frozenset(('connect', 'connect_error', 'disconnect',
+                             'disconnecting', 'newListener', 'removeListener'))
+
+
+def _rooms(rooms):
+    if rooms is None:
+        return ()
+    if isinstance(rooms, (list, tuple, set, frozenset)):
+        return tuple(rooms)
+    return (rooms,)
+
+
+def _namespace(nsp):
+    return nsp if nsp.startswith('/') else '/' + nsp
+
+
+class BroadcastOperator:
+    """A target selection (namespace, rooms, except, flags) in the cluster.
+
+    Immutable: :meth:`to`, :meth:`except_` and the flag helpers return a new
+    operator, so one can be kept and shared between threads.
+    """
+    __slots__ = ('_publish', '_channels', '_rooms', '_except', '_flags')
+
+    def __init__(self, publish, channels, rooms=(), except_=(), flags=None):
+        self._publish = publish
+        self._channels = channels
+        self._rooms = rooms
+        self._except = except_
+        self._flags = flags or {}
+
+    def _but(self, **changes):
+        fields = {'rooms': self._rooms, 'except_': self._except,
+                  'flags': self._flags, **changes}
+        return BroadcastOperator(self._publish, self._channels, **fields)
+
+    def to(self, room):
+        """Target ``room`` too (a room name, a sid, or a list of them)."""
+        return self._but(rooms=self._rooms + _rooms(room))
+
+    in_ = to
+
+    def except_(self, room):
+        """Leave out the members of ``room`` (a room, a sid or a list)."""
+        return self._but(except_=self._except + _rooms(room))
+
+    @property
+    def volatile(self):
+        """The event may be dropped for clients that are not ready for it."""
+        return self._but(flags={**self._flags, 'volatile': True})
+
+    def compress(self, compress=True):
+        """Set the ``compress`` flag of the event."""
+        return self._but(flags={**self._flags, 'compress': bool(compress)})
+
+    def emit(self, event, *args):
+        """Send ``event`` with ``args`` to the selected sockets.
+
+        :return: how many Redis subscribers (servers) received the message.
+        :raises ValueError: for an event name the servers reserve.
+        :raises TypeError: if an argument cannot be encoded.
+        :raises sio_redis_sync.PublishError: if Redis refused the message.
+        """
+        if event in RESERVED_EVENTS:
+            raise ValueError('"%s" is a reserved event name' % event)
+        rooms = protocol.unique_rooms(self._rooms)
+        payload = protocol.encode_broadcast(
+            protocol.EMITTER_UID, self._channels.nsp, [event, *args], rooms,
+            self._except, self._flags, emitter_order=True)
+        return self._publish(self._channels.for_rooms(rooms), payload)
+
+    def sockets_join(self, rooms):
+        """Make the selected sockets join ``rooms``, on every server."""
+        return self._publish(self._channels.request, protocol.encode_remote_join(
+            None, self._rooms, self._except, _rooms(rooms)))
+
+    def sockets_leave(self, rooms):
+        """Make the selected sockets leave ``rooms``, on every server."""
+        return self._publish(self._channels.request, protocol.encode_remote_leave(
+            None, self._rooms, self._except, _rooms(rooms)))
+
+    def disconnect_sockets(self, close=False):
+        """Disconnect the selected sockets; ``close`` closes their connection."""
+        return self._publish(self._channels.request,
+                             protocol.encode_remote_disconnect(
+                                 None, self._rooms, self._except, close))
+
+    def server_side_emit(self, event, *args):
+        """Send ``event`` to the servers of this namespace (Node's
+        ``serverSideEmit``, without acknowledgement)."""
+        if event in RESERVED_EVENTS:
+            raise ValueError('"%s" is a reserved event name' % event)
+        return self._publish(self._channels.request,
+                             protocol.encode_server_side_emit(
+                                 protocol.EMITTER_UID, [event, *args]))
+
+
+class Emitter:
+    """Emit to a Socket.IO cluster (Python or Node servers) through Redis.
+
+    Thread-free and safe to share: each call is one PUBLISH through a
+    connection pool. Use one per process (a module-level object) in Flask
+    views, Celery tasks and scripts::
+
+        emitter = Emitter('redis://localhost:6379/0')
+        emitter.emit('progress', {'pct': 50}, to=user_room)
+        emitter.of('/admin').to('ops').except_('bots').emit('alert', 'disk')
+
+    :param url_or_client: a Redis URL, or a ``redis.Redis`` client to use.
+    :param key: the channel prefix; the servers' ``key`` (default
+                ``socket.io``).
+    :param redis_options: keyword arguments for ``redis.Redis.from_url``.
+    """
+
+    def __init__(self, url_or_client='redis://localhost:6379/0',
+                 key=protocol.DEFAULT_KEY, redis_options=None):
+        if isinstance(url_or_client, str):
+            self.redis = redis.Redis.from_url(url_or_client,
+                                              **dict(redis_options or {}))
+            self._owns_client = True
+        else:
+            self.redis = url_or_client
+            self._owns_client = False
+        self.key = key
+        self._root = self.of('/')
+
+    def _publish(self, channel, payload):
+        try:
+            return self.redis.publish(channel, payload)
+        except _PUBLISH_ERRORS as exc:
+            raise PublishError(channel, exc) from exc
+
+    def of(self, namespace):
+        """An operator for ``namespace`` (a missing leading ``/`` is added)."""
+        return BroadcastOperator(self._publish, protocol.Channels(
+            self.key, _namespace(namespace)))
+
+    def to(self, room):
+        """An operator for the sockets of ``room`` in the ``/`` namespace."""
+        return self._root.to(room)
+
+    in_ = to
+
+    def except_(self, room):
+        """An operator for every socket of ``/`` but those of ``room``."""
+        return self._root.except_(room)
+
+    @property
+    def volatile(self):
+        return self._root.volatile
+
+    def compress(self, compress=True):
+        return self._root.compress(compress)
+
+    def emit(self, event, data=None, to=None, room=None, skip_sid=None,
+             namespace=None):
+        """Emit like :meth:`socketio.Server.emit`: ``data`` is one argument,
+        a tuple is several, None is none.
+
+        :param to: the recipient: a sid, a room or a list of them; all
+                   clients of the namespace if omitted.
+        :param room: an alias of ``to``.
+        :param skip_sid: a sid or room, or a list of them, to leave out.
+        :param namespace: default ``/``.
+        :return: how many Redis subscribers (servers) received the message.
+        :raises TypeError: if ``data`` cannot be encoded.
+        :raises sio_redis_sync.PublishError: if Redis refused the message.
+        """
+        if isinstance(data, tuple):
+            args = data
+        else:
+            args = () if data is None else (data,)
+        operator = self.of(namespace or '/').to(to or room).except_(skip_sid)
+        return operator.emit(event, *args)
+
+    def sockets_join(self, rooms):
+        """Make every socket of ``/`` join ``rooms`` (see ``to()``)."""
+        return self._root.sockets_join(rooms)
+
+    def sockets_leave(self, rooms):
+        """Make every socket of ``/`` leave ``rooms``."""
+        return self._root.sockets_leave(rooms)
+
+    def disconnect_sockets(self, close=False):
+        """Disconnect every socket of ``/``."""
+        return self._root.disconnect_sockets(close)
+
+    def server_side_emit(self, event, *args):
+        """Send ``event`` to the servers of ``/`` (Node's ``serverSideEmit``)."""
+        return self._root.server_side_emit(event, *args)
+
+    def close(self):
+        """Release the connections (only those of a client it created)."""
+        if self._owns_client:
+            self.redis.close()

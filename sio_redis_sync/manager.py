@@ -1,0 +1,495 @@
+"""RedisManager: python-socketio's client manager for a cluster of servers.
+
+Owns this server's room bookkeeping (under one lock), the publisher client and
+the listener task, and glues them with the wire protocol: local changes are
+applied here, then published; messages from other servers are dispatched by type.
+"""
+import logging
+import secrets
+import threading
+
+import redis
+import socketio
+from engineio import packet as eio_packet
+from socketio import packet as sio_packet
+
+from . import protocol
+from .exceptions import ProtocolError, PublishError
+from .listener import Listener
+from .protocol import RequestType
+
+logger = logging.getLogger('sio_redis_sync')
+
+_PUBLISH_ERRORS = (redis.RedisError, OSError)
+_GREEN_MODES = {'eventlet': 'eventlet', 'gevent': 'gevent',
+                'gevent_uwsgi': 'gevent'}
+# How long initialize() waits for the first subscription before going on.
+READY_TIMEOUT = 5.0
+
+
+def _as_list(value):
+    """python-socketio's room/skip_sid arguments: None, one room, or a list."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return list(value)
+    return [value]
+
+
+def _args(data):
+    """python-socketio's ``data``: a tuple is several arguments, None none."""
+    if isinstance(data, tuple):
+        return list(data)
+    return [] if data is None else [data]
+
+
+def _check_monkey_patched(async_mode):
+    """Refuse eventlet/gevent without a patched socket: a blocking read on a
+    real socket would freeze every green thread of the process."""
+    library = _GREEN_MODES.get(async_mode)
+    if library == 'eventlet':
+        import eventlet.patcher
+        patched = eventlet.patcher.is_monkey_patched('socket')
+    elif library == 'gevent':
+        import gevent.monkey
+        patched = gevent.monkey.is_module_patched('socket')
+    else:
+        return
+    if not patched:
+        raise RuntimeError(
+            'sio_redis_sync.RedisManager under %s needs a monkey patched '
+            'standard library: call %s at the very top of your program'
+            % (async_mode, 'eventlet.monkey_patch()' if library == 'eventlet'
+               else 'gevent.monkey.patch_all()'))
+
+
+class RedisManager(socketio.Manager):
+    """A client manager that joins servers into one Socket.IO cluster through
+    Redis, speaking the wire protocol of Node's ``@socket.io/redis-adapter``.
+
+    Use it as ``socketio.Server(client_manager=RedisManager(url))`` or
+    ``SocketIO(app, client_manager=RedisManager(url))``. Node servers with
+    the Redis adapter, ``@socket.io/redis-emitter`` and
+    :class:`sio_redis_sync.Emitter` on the same Redis and key are part of the
+    same cluster.
+
+    :param url: the Redis URL (``redis://``, ``rediss://``, ``unix://``).
+    :param key: the channel prefix; Node's ``key`` option (default
+                ``socket.io``).
+    :param write_only: if ``True``, never listen: the manager only publishes,
+                       and works without a server (an emitter).
+    :param redis_options: extra keyword arguments for ``redis.Redis.from_url``
+                          (copied, never modified; ``decode_responses`` is
+                          always forced off).
+    :param requests_timeout: seconds to wait for other servers' answers;
+                             Node's ``requestsTimeout``.
+    :param logger: a logger; default ``logging.getLogger('sio_redis_sync')``.
+    """
+    name = 'sio_redis_sync'
+
+    def __init__(self, url='redis://localhost:6379/0', key=protocol.DEFAULT_KEY,
+                 write_only=False, redis_options=None, requests_timeout=5.0,
+                 logger=None):
+        super().__init__()
+        self.url = url
+        self.key = key
+        self.write_only = write_only
+        self.redis_options = dict(redis_options or {})
+        self.redis_options['decode_responses'] = False
+        self.requests_timeout = requests_timeout
+        self.logger = logger
+        self._log = logger or globals()['logger']
+        #: this server's id on the wire (Node's adapter ``uid``); also the
+        #: ``host_id`` the Socket.IO Admin UI shows
+        self.uid = self.host_id = secrets.token_urlsafe(9)
+        self._lock = threading.RLock()
+        self._redis = None
+        self._listener = None
+        self._task = None
+        self._channels = {}  # namespace -> protocol.Channels
+        self._routes = {}    # channel or pattern (bytes) -> (handler, namespace)
+        self._request_handlers = {
+            RequestType.REMOTE_JOIN: self._on_remote_join,
+            RequestType.REMOTE_LEAVE: self._on_remote_leave,
+            RequestType.REMOTE_DISCONNECT: self._on_remote_disconnect,
+        }
+        #: publishes that failed (each one also raised to its caller)
+        self.publish_failures = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    def initialize(self):
+        """Start listening (called by the server on its first connection).
+
+        Waits up to a few seconds for the subscriptions to be confirmed so
+        that nothing published right after the first connection is missed.
+        """
+        super().initialize()
+        if self.write_only or self._listener is not None:
+            return
+        if self.server is not None:
+            _check_monkey_patched(self.server.async_mode)
+        self._listener = Listener(self._new_pubsub, self._on_message, self._log)
+        for namespace in self._known_namespaces():
+            self._subscribe(namespace)
+        if self.server is not None:
+            self._task = self.server.start_background_task(self._listener.run)
+        else:
+            self._task = threading.Thread(target=self._listener.run,
+                                          daemon=True)
+            self._task.start()
+        if not self._listener.settled.wait(READY_TIMEOUT) or \
+                not self._listener.ready.is_set():
+            self._log.warning('not subscribed to Redis yet; other servers '
+                              'cannot reach this one until it is')
+
+    def close(self, timeout=5.0):
+        """Stop the listener and release every Redis connection."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()
+            listener.stopped.wait(timeout)
+        client, self._redis = self._redis, None
+        if client is not None:
+            client.close()
+
+    @property
+    def ready(self):
+        """True while every subscription of this server is confirmed."""
+        return self._listener is not None and self._listener.ready.is_set()
+
+    def _known_namespaces(self):
+        namespaces = {'/'}
+        server = self.server
+        if server is not None:
+            namespaces.update(server.handlers)
+            namespaces.update(server.namespace_handlers)
+            if isinstance(server.namespaces, (list, tuple, set)):
+                namespaces.update(server.namespaces)
+        namespaces.update(self.rooms)
+        namespaces.discard('*')
+        return namespaces
+
+    def _client(self):
+        client = self._redis
+        if client is None:
+            with self._lock:
+                if self._redis is None:
+                    self._redis = redis.Redis.from_url(
+                        self.url, **self.redis_options)
+                client = self._redis
+        return client
+
+    def _new_pubsub(self):
+        return self._client().pubsub()
+
+    def _channels_of(self, namespace):
+        channels = self._channels.get(namespace)
+        if channels is None:
+            channels = self._channels[namespace] = protocol.Channels(
+                self.key, namespace)
+        return channels
+
+    def _subscribe(self, namespace):
+        """Listen to ``namespace``: one pattern for its broadcasts, and the
+        request channel exactly once (Node counts servers with NUMSUB)."""
+        if self._listener is None:
+            return
+        channels = self._channels_of(namespace)
+        requests = channels.request.encode()
+        if requests in self._routes:
+            return
+        responses = [channels.response, channels.response_for(self.uid)]
+        with self._lock:
+            self._routes[channels.broadcast_pattern.encode()] = (
+                self._on_broadcast, namespace)
+            for channel in responses:
+                self._routes[channel.encode()] = (self._on_response, namespace)
+            self._routes[requests] = (self._on_request, namespace)
+        self._listener.subscribe(channels=[channels.request] + responses,
+                                 patterns=[channels.broadcast_pattern])
+
+    def _publish(self, channel, payload):
+        try:
+            return self._client().publish(channel, payload)
+        except _PUBLISH_ERRORS as exc:
+            self.publish_failures += 1
+            self._log.error('could not publish to Redis channel %r: %s: %s',
+                            channel, type(exc).__name__, exc)
+            raise PublishError(channel, exc) from exc
+
+    # ------------------------------------------- room bookkeeping, locked
+
+    def pre_connect(self, eio_sid, namespace):
+        with self._lock:
+            sid = super().pre_connect(eio_sid, namespace)
+        self._subscribe(namespace)
+        return sid
+
+    def connect(self, sid, namespace):
+        with self._lock:
+            return super().connect(sid, namespace)
+
+    def pre_disconnect(self, sid, namespace):
+        with self._lock:
+            return super().pre_disconnect(sid, namespace)
+
+    def basic_disconnect(self, sid, namespace, **kwargs):
+        with self._lock:
+            return super().basic_disconnect(sid, namespace, **kwargs)
+
+    def basic_enter_room(self, sid, namespace, room, eio_sid=None):
+        with self._lock:
+            return super().basic_enter_room(sid, namespace, room,
+                                            eio_sid=eio_sid)
+
+    def basic_leave_room(self, sid, namespace, room):
+        with self._lock:
+            return super().basic_leave_room(sid, namespace, room)
+
+    def basic_close_room(self, room, namespace):
+        with self._lock:
+            return super().basic_close_room(room, namespace)
+
+    def get_participants(self, namespace, room):
+        """The ``(sid, eio_sid)`` pairs of ``room`` on this server only."""
+        with self._lock:
+            participants = list(super().get_participants(namespace, room))
+        yield from participants
+
+    def get_rooms(self, sid, namespace):
+        with self._lock:
+            return super().get_rooms(sid, namespace)
+
+    def _select(self, namespace, rooms, except_):
+        """Local sockets targeted by ``rooms``/``except_`` (Node's rules):
+        ``{sid: eio_sid}``, a snapshot taken under the lock."""
+        with self._lock:
+            ns = self.rooms.get(namespace)
+            if not ns:
+                return {}
+            if rooms:
+                targets = {}
+                for room in rooms:
+                    members = ns.get(room)
+                    if members:
+                        targets.update(members)
+            else:
+                targets = dict(ns.get(None, {}))
+            for room in except_:
+                for sid in ns.get(room, ()):
+                    targets.pop(sid, None)
+        return targets
+
+    def _is_local(self, sid, namespace):
+        return self.is_connected(sid, namespace) or \
+            self.is_pre_connected(sid, namespace)
+
+    def _all_local_sids(self, namespace, rooms):
+        """True if ``rooms`` name only sockets of this server (sids are
+        unique in the cluster, so nobody else needs the message)."""
+        return bool(rooms) and all(
+            isinstance(room, str) and self.is_connected(room, namespace)
+            for room in rooms)
+
+    # ------------------------------------------------ python-socketio API
+
+    def emit(self, event, data, namespace=None, room=None, skip_sid=None,
+             callback=None, to=None, **kwargs):
+        """Emit to one client, a room, several rooms or a whole namespace of
+        the cluster. Same parameters as :meth:`socketio.Server.emit`.
+
+        Delivers to this server's clients first, then publishes for the
+        others.
+
+        :raises TypeError: if ``data`` cannot be sent (checked before anything
+                           is delivered).
+        :raises sio_redis_sync.PublishError: if Redis refused the message (this
+                                             server's clients have it).
+        """
+        namespace = namespace or '/'
+        rooms = _as_list(to or room)
+        skip = _as_list(skip_sid)
+        data = [event] + _args(data)
+        if kwargs.get('ignore_queue'):
+            self._deliver(namespace, data, rooms, skip, callback)
+            return
+        local_only = self._all_local_sids(namespace, rooms)
+        if callback is not None and not local_only:
+            raise NotImplementedError(
+                'sio_redis_sync: an emit with a callback must target clients '
+                'of this server; acks across servers are not supported yet')
+        payload = None if local_only else protocol.encode_broadcast(
+            self.uid, namespace, data, rooms, skip)
+        self._deliver(namespace, data, rooms, skip, callback)
+        if payload is not None:
+            self._publish(self._channels_of(namespace).for_rooms(
+                protocol.unique_rooms(rooms)), payload)
+
+    def _deliver(self, namespace, data, rooms, except_, callback=None):
+        """Send an event to the local sockets selected by rooms/except_."""
+        targets = self._select(namespace, rooms, except_)
+        if not targets:
+            return
+        server = self.server
+        if callback is not None:
+            for sid, eio_sid in targets.items():
+                server._send_packet(eio_sid, server.packet_class(
+                    sio_packet.EVENT, namespace=namespace, data=data,
+                    id=self._generate_ack_id(sid, callback)))
+            return
+        encoded = server.packet_class(
+            sio_packet.EVENT, namespace=namespace, data=data).encode()
+        if not isinstance(encoded, list):
+            encoded = [encoded]
+        packets = [eio_packet.Packet(eio_packet.MESSAGE, p) for p in encoded]
+        for eio_sid in targets.values():
+            for pkt in packets:
+                server._send_eio_packet(eio_sid, pkt)
+
+    def _generate_ack_id(self, sid, callback):
+        with self._lock:
+            return super()._generate_ack_id(sid, callback)
+
+    def trigger_callback(self, sid, id, data):
+        with self._lock:
+            callback = self.callbacks.get(sid, {}).pop(id, None)
+        if callback is None:
+            self._log.warning('Unknown callback received, ignoring.')
+            return
+        callback(*data)
+
+    def enter_room(self, sid, namespace, room, eio_sid=None):
+        """Put ``sid`` (on any server of the cluster) in ``room``."""
+        if self._is_local(sid, namespace):
+            return self.basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        self._publish(self._channels_of(namespace).request,
+                      protocol.encode_remote_join(self.uid, [sid], [], [room]))
+
+    def leave_room(self, sid, namespace, room):
+        """Take ``sid`` (on any server of the cluster) out of ``room``."""
+        if self._is_local(sid, namespace):
+            return self.basic_leave_room(sid, namespace, room)
+        self._publish(self._channels_of(namespace).request,
+                      protocol.encode_remote_leave(self.uid, [sid], [], [room]))
+
+    def close_room(self, room, namespace):
+        """Empty ``room`` on every server of the cluster."""
+        self.basic_close_room(room, namespace)
+        self._publish(self._channels_of(namespace).request,
+                      protocol.encode_remote_leave(self.uid, [room], [], [room]))
+
+    def can_disconnect(self, sid, namespace):
+        if self._is_local(sid, namespace):
+            return self.is_connected(sid, namespace)
+        self._publish_disconnect(sid, namespace)
+        return False
+
+    def disconnect(self, sid, namespace=None, **kwargs):
+        """Disconnect ``sid`` wherever it is connected."""
+        namespace = namespace or '/'
+        if kwargs.get('ignore_queue'):
+            return self.basic_disconnect(sid, namespace)
+        if self._is_local(sid, namespace) and self.server is not None:
+            return self.server.disconnect(sid, namespace, ignore_queue=True)
+        self._publish_disconnect(sid, namespace)
+
+    def _publish_disconnect(self, sid, namespace, close=False):
+        self._publish(self._channels_of(namespace).request,
+                      protocol.encode_remote_disconnect(self.uid, [sid], [],
+                                                        close))
+
+    # ---------------------------------------------- messages from Redis
+
+    def _on_message(self, channel, pattern, data):
+        handler, namespace = self._routes.get(pattern or channel, (None, None))
+        if handler is None:
+            self._log.debug('ignoring a message on unknown channel %r', channel)
+            return
+        try:
+            handler(namespace, channel, data)
+        except ProtocolError as exc:
+            self._log.warning('dropped a malformed message on %r: %s',
+                              channel, exc)
+
+    def _on_broadcast(self, namespace, channel, data):
+        room = self._channels_of(namespace).room_of(
+            channel.decode('utf-8', 'replace'))
+        if room is not None and not self._has_room(namespace, room):
+            return  # single-room broadcast for a room not hosted here
+        message = protocol.decode_broadcast(data)
+        if message.uid == self.uid:
+            return
+        if message.nsp != namespace:
+            self._log.debug('ignoring a broadcast for %r on %r',
+                            message.nsp, channel)
+            return
+        self._deliver(namespace, message.data, message.rooms, message.except_)
+
+    def _has_room(self, namespace, room):
+        ns = self.rooms.get(namespace, {})
+        # Node also looks numeric room names up as numbers
+        return room in ns or (room.isdigit() and int(room) in ns)
+
+    def _on_request(self, namespace, channel, data):
+        request = protocol.decode_request(data)
+        handler = self._request_handlers.get(request.type)
+        if handler is None:
+            self._log.debug('request type %s is not served yet', request.type.name)
+            return
+        if request.uid == self.uid:
+            return  # this server applied it before publishing
+        handler(namespace, request)
+
+    def _on_response(self, namespace, channel, data):
+        response = protocol.decode_response(data)
+        self._log.debug('ignoring response %s on %r', response['requestId'],
+                        channel)
+
+    def _legacy_targets(self, namespace, request):
+        return [request.sid] if self._is_local(request.sid, namespace) else []
+
+    def _answer_legacy(self, namespace, request):
+        if request.request_id is not None:
+            self._publish(self._channels_of(namespace).response,
+                          protocol.encode_response(
+                              {'requestId': request.request_id}))
+
+    def _on_remote_join(self, namespace, request):
+        if request.sid is not None:
+            for sid in self._legacy_targets(namespace, request):
+                self.basic_enter_room(sid, namespace, request.room)
+                self._answer_legacy(namespace, request)
+            return
+        for sid in self._select(namespace, request.rooms, request.except_):
+            for room in request.rooms_arg:
+                self.basic_enter_room(sid, namespace, room)
+
+    def _on_remote_leave(self, namespace, request):
+        if request.sid is not None:
+            for sid in self._legacy_targets(namespace, request):
+                self.basic_leave_room(sid, namespace, request.room)
+                self._answer_legacy(namespace, request)
+            return
+        for sid in self._select(namespace, request.rooms, request.except_):
+            for room in request.rooms_arg:
+                self.basic_leave_room(sid, namespace, room)
+
+    def _on_remote_disconnect(self, namespace, request):
+        if request.sid is not None:
+            targets = {sid: self.eio_sid_from_sid(sid, namespace)
+                       for sid in self._legacy_targets(namespace, request)}
+            self._answer_legacy(namespace, request)
+        else:
+            targets = self._select(namespace, request.rooms, request.except_)
+        if targets and self.server is not None:
+            # the application's disconnect handlers run in their own task, so
+            # a slow one cannot stall the listener
+            self.server.start_background_task(
+                self._disconnect_local, namespace, targets, request.close)
+
+    def _disconnect_local(self, namespace, targets, close):
+        for sid, eio_sid in targets.items():
+            self.server.disconnect(sid, namespace, ignore_queue=True)
+            if close:
+                self.server.eio.disconnect(eio_sid)
