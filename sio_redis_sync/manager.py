@@ -145,7 +145,9 @@ class RedisManager(socketio.Manager):
 
     def close(self, timeout=5.0):
         """Stop the listener and release every Redis connection."""
-        listener, self._listener = self._listener, None
+        with self._lock:
+            listener, self._listener = self._listener, None
+            self._routes.clear()
         if listener is not None:
             listener.stop()
             listener.stopped.wait(timeout)

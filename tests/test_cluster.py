@@ -207,3 +207,15 @@ def test_unserializable_data_raises_at_the_call_site(cluster):
     with pytest.raises(TypeError):
         a.sio.emit('bad', 2 ** 70, to='r1')
     receivers(clients, 'bad', [])
+
+
+def test_a_closed_manager_can_listen_again(redis_url, key, redis_client):
+    with PyServer(redis_url, key) as server, \
+            PyClient(server.url, rooms=['r1']) as client:
+        wait_until(lambda: server.manager.ready)
+        server.manager.close()
+        server.manager.initialize()
+        assert server.manager.ready
+        assert redis_client.pubsub_numsub('%s-request#/#' % key)[0][1] == 1
+        Emitter(redis_client, key=key).to('r1').emit('again')
+        client.wait_for('again')
