@@ -99,8 +99,10 @@ def _buffer_json(value):
 def dumps_json(obj) -> bytes:
     """``JSON.stringify``-compatible bytes (compact, raw UTF-8)."""
     try:
+        # allow_nan=False: NaN/Infinity are not JSON and Node's JSON.parse
+        # rejects them; they raise TypeError here like any unsendable value
         return json.dumps(obj, separators=(',', ':'), ensure_ascii=False,
-                          default=_buffer_json).encode('utf-8')
+                          allow_nan=False, default=_buffer_json).encode('utf-8')
     except (ValueError, OverflowError, RecursionError) as exc:
         raise TypeError('cannot encode %r as JSON: %s' % (obj, exc)) from exc
 

@@ -72,7 +72,7 @@ def test_demo_command_serves_and_stops_on_ctrl_c(redis_url):
             if 'demo running' in line:
                 break
         for port in ports:
-            page = wait_until(lambda: _get('http://127.0.0.1:%d/' % port), 20,
+            page = wait_until(lambda port=port: _get('http://127.0.0.1:%d/' % port), 20,
                               0.1, 'the page on port %d' % port)
             assert 'Chat on server' in page
             assert _get('http://127.0.0.1:%d/socket.io.min.js' % port)
