@@ -1,0 +1,45 @@
+// A socket.io-client 4.8.4 peer: prints what it receives as JSON lines and
+// takes `emit` / `ctl` commands as JSON lines on stdin; exits when stdin closes.
+"use strict";
+
+const { io } = require("socket.io-client");
+const { parseFlags, decodeBin, encodeBin, printLine, readJsonLines } = require("./wire");
+
+const flags = parseFlags(process.argv.slice(2), ["url"]);
+const nsp = flags.nsp || "/";
+const socket = io(flags.url + (nsp === "/" ? "" : nsp), {
+  transports: ["websocket"],
+  reconnection: false,
+  query: { rooms: flags.rooms || "" },
+});
+
+socket.on("connect", () => printLine({ type: "connect", sid: socket.id }));
+socket.on("connect_error", (err) => printLine({ type: "connect_error", message: err.message }));
+socket.on("disconnect", (reason) => printLine({ type: "disconnect", reason }));
+
+socket.onAny((event, ...args) => {
+  const ack = typeof args[args.length - 1] === "function" ? args.pop() : null;
+  printLine({ type: "event", event, args: encodeBin(args), withAck: ack !== null });
+  // An event sent with an acknowledgement is answered by echoing its arguments.
+  if (ack) ack(...args);
+});
+
+function handle(cmd) {
+  switch (cmd.op) {
+    case "emit":
+      socket.emit(cmd.event, ...decodeBin(cmd.args || []));
+      return;
+    case "ctl":
+      socket.emit("ctl", cmd.data, (reply) => {
+        printLine({ type: "ack", id: cmd.id, data: encodeBin(reply) });
+      });
+      return;
+    default:
+      throw new Error(`unknown stdin op ${JSON.stringify(cmd.op)}`);
+  }
+}
+
+readJsonLines(handle, () => {
+  socket.close();
+  process.exit(0);
+});

@@ -1,0 +1,167 @@
+// A real Socket.IO 4.8.4 server on @socket.io/redis-adapter 8.3.0 (node-redis v4),
+// driven by its clients' `ctl` events; prints `READY <port>` once subscribed and
+// exits on SIGTERM or when stdin closes.
+"use strict";
+
+const http = require("http");
+const { Server } = require("socket.io");
+const { createAdapter } = require("@socket.io/redis-adapter");
+const { connectRedis, parseFlags, decodeBin, encodeBin } = require("./wire");
+
+const NAMESPACES = ["/", "/admin"];
+// Per namespace the adapter SUBSCRIBEs request, response and its own response
+// channel, and PSUBSCRIBEs the broadcast pattern.
+const SUBS_PER_NSP = 3;
+const PSUBS_PER_NSP = 1;
+
+const flags = parseFlags(process.argv.slice(2), ["redis", "key"]);
+const serverSideEmits = new Map(NAMESPACES.map((n) => [n, []]));
+
+function roomsOf(handshake) {
+  const raw = handshake.query.rooms || "";
+  return raw.split(",").filter((r) => r !== "");
+}
+
+function target(nsp, op) {
+  let operator = nsp.to(op.to || op.in || []);
+  if (op.except && op.except.length) operator = operator.except(op.except);
+  return operator;
+}
+
+function localSocket(nsp, sid) {
+  return nsp.sockets.get(sid) || null;
+}
+
+async function fetchSockets(nsp, op) {
+  const sockets = await target(nsp, op).fetchSockets();
+  return sockets.map((s) => ({ id: s.id, rooms: [...s.rooms], data: s.data }));
+}
+
+/** Carry out one control operation; returns the extra fields of the ack. */
+async function runOp(io, op) {
+  const nsp = io.of(op.nsp || "/");
+  switch (op.op) {
+    case "emit":
+      target(nsp, op).emit(op.event, ...decodeBin(op.args || []));
+      return {};
+    case "socketsJoin":
+      target(nsp, op).socketsJoin(op.rooms);
+      return {};
+    case "socketsLeave":
+      target(nsp, op).socketsLeave(op.rooms);
+      return {};
+    case "disconnectSockets":
+      target(nsp, op).disconnectSockets(!!op.close);
+      return {};
+    case "rooms": {
+      const socket = localSocket(nsp, op.sid);
+      return { rooms: socket ? [...socket.rooms] : null };
+    }
+    case "serverSideEmit":
+      nsp.serverSideEmit(op.event, ...decodeBin(op.args || []));
+      return {};
+    case "serverSideEmits":
+      return { events: encodeBin(serverSideEmits.get(nsp.name) || []) };
+    case "fetchSockets":
+      return { sockets: await fetchSockets(nsp, op) };
+    case "allRooms":
+      return { rooms: [...(await nsp.adapter.allRooms())] };
+    default:
+      throw new Error(`unknown ctl op ${JSON.stringify(op.op)}`);
+  }
+}
+
+/** Record every server-side event that reaches this namespace from the cluster. */
+function recordServerSideEmits(nsp) {
+  const original = nsp._onServerSideEmit.bind(nsp);
+  nsp._onServerSideEmit = (args) => {
+    const plain = args.filter((a) => typeof a !== "function");
+    serverSideEmits.get(nsp.name).push({ event: plain[0], args: plain.slice(1) });
+    original(args);
+  };
+}
+
+function onConnection(io, pub, socket) {
+  socket.join(roomsOf(socket.handshake));
+  socket.on("ctl", async (op, ack) => {
+    let reply;
+    try {
+      const extra = await runOp(io, op);
+      // The adapter publishes without awaiting; a PING on the same connection
+      // answers only after every earlier PUBLISH reached Redis.
+      await pub.ping();
+      reply = { ok: true, ...extra };
+    } catch (err) {
+      console.error("ctl %j failed: %s", op, err.stack || err);
+      reply = { ok: false, error: String(err) };
+    }
+    if (typeof ack === "function") ack(reply);
+  });
+}
+
+/** Poll Redis until it lists the sub client with every adapter subscription. */
+async function waitSubscribed(probe, subId, deadlineMs) {
+  const deadline = Date.now() + deadlineMs;
+  const want = { sub: SUBS_PER_NSP * NAMESPACES.length, psub: PSUBS_PER_NSP * NAMESPACES.length };
+  for (;;) {
+    const line = await probe.sendCommand(["CLIENT", "LIST", "ID", String(subId)]);
+    const sub = Number((/ sub=(\d+)/.exec(line) || [])[1]);
+    const psub = Number((/ psub=(\d+)/.exec(line) || [])[1]);
+    if (sub >= want.sub && psub >= want.psub) return;
+    if (Date.now() > deadline) {
+      throw new Error(`adapter subscriptions not established: ${line.trim()}`);
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function listen(httpServer, port) {
+  return new Promise((resolve, reject) => {
+    httpServer.once("error", reject);
+    httpServer.listen(port, "127.0.0.1", () => resolve(httpServer.address().port));
+  });
+}
+
+async function main() {
+  const [pub, sub, probe] = await Promise.all(
+    ["pub", "sub", "probe"].map((role) => connectRedis(flags.redis, role)),
+  );
+  const subId = await sub.clientId();
+
+  const httpServer = http.createServer();
+  const io = new Server(httpServer, { adapter: createAdapter(pub, sub, { key: flags.key }) });
+  for (const name of NAMESPACES) {
+    const nsp = io.of(name);
+    recordServerSideEmits(nsp);
+    nsp.on("connection", (socket) => onConnection(io, pub, socket));
+  }
+  const port = await listen(httpServer, Number(flags.port || 0));
+  await waitSubscribed(probe, subId, 15000);
+  await probe.quit();
+
+  process.on("SIGTERM", () => shutdown(io, pub, sub));
+  // Stdin closing (the test runner went away) stops the server as well.
+  process.stdin.on("end", () => shutdown(io, pub, sub));
+  process.stdin.resume();
+  process.stdout.write(`READY ${port}\n`);
+}
+
+let stopping = false;
+function shutdown(io, pub, sub) {
+  if (stopping) return;
+  stopping = true;
+  io.close(() => {
+    Promise.all([pub.quit(), sub.quit()]).then(
+      () => process.exit(0),
+      (err) => {
+        console.error("redis quit failed:", err);
+        process.exit(1);
+      },
+    );
+  });
+}
+
+main().catch((err) => {
+  console.error("server failed to start:", err.stack || err);
+  process.exit(1);
+});
