@@ -448,9 +448,6 @@ class RedisManager(socketio.Manager):
         self._log.debug('ignoring response %s on %r', response['requestId'],
                         channel)
 
-    def _legacy_targets(self, namespace, request):
-        return [request.sid] if self._is_local(request.sid, namespace) else []
-
     def _answer_legacy(self, namespace, request):
         if request.request_id is not None:
             self._publish(self._channels_of(namespace).response,
@@ -458,30 +455,30 @@ class RedisManager(socketio.Manager):
                               {'requestId': request.request_id}))
 
     def _on_remote_join(self, namespace, request):
-        if request.sid is not None:
-            for sid in self._legacy_targets(namespace, request):
-                self.basic_enter_room(sid, namespace, request.room)
-                self._answer_legacy(namespace, request)
-            return
-        for sid in self._select(namespace, request.rooms, request.except_):
-            for room in request.rooms_arg:
-                self.basic_enter_room(sid, namespace, room)
+        self._apply_to_rooms(namespace, request, self.basic_enter_room)
 
     def _on_remote_leave(self, namespace, request):
+        self._apply_to_rooms(namespace, request, self.basic_leave_room)
+
+    def _apply_to_rooms(self, namespace, request, apply):
+        """REMOTE_JOIN/LEAVE: ``apply(sid, namespace, room)`` to the selected
+        local sockets, or (legacy form) to one sid, answering the requester."""
         if request.sid is not None:
-            for sid in self._legacy_targets(namespace, request):
-                self.basic_leave_room(sid, namespace, request.room)
+            if self._is_local(request.sid, namespace):
+                apply(request.sid, namespace, request.room)
                 self._answer_legacy(namespace, request)
             return
         for sid in self._select(namespace, request.rooms, request.except_):
             for room in request.rooms_arg:
-                self.basic_leave_room(sid, namespace, room)
+                apply(sid, namespace, room)
 
     def _on_remote_disconnect(self, namespace, request):
         if request.sid is not None:
-            targets = {sid: self.eio_sid_from_sid(sid, namespace)
-                       for sid in self._legacy_targets(namespace, request)}
-            self._answer_legacy(namespace, request)
+            targets = {}
+            if self._is_local(request.sid, namespace):
+                targets[request.sid] = self.eio_sid_from_sid(request.sid,
+                                                             namespace)
+                self._answer_legacy(namespace, request)
         else:
             targets = self._select(namespace, request.rooms, request.except_)
         if targets and self.server is not None:

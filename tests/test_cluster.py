@@ -3,6 +3,8 @@
 Broadcasts, rooms, except, namespaces, binary and remote room/disconnect
 operations between servers, from a server and from the Emitter.
 """
+import json
+
 import pytest
 
 from rig import PyClient, PyServer, wait_until
@@ -219,3 +221,33 @@ def test_a_closed_manager_can_listen_again(redis_url, key, redis_client):
         assert redis_client.pubsub_numsub('%s-request#/#' % key)[0][1] == 1
         Emitter(redis_client, key=key).to('r1').emit('again')
         client.wait_for('again')
+
+
+def test_legacy_requests_by_sid_are_applied_and_answered(redis_url, key, redis_client):
+    """The per-socket forms of REMOTE_JOIN/LEAVE/DISCONNECT (capture P6) that
+    older adapters send: the owner applies them and answers {requestId}."""
+    with PyServer(redis_url, key) as server, PyClient(server.url) as client:
+        wait_until(lambda: server.manager.ready)
+        responses = redis_client.pubsub()
+        responses.subscribe('%s-response#/#' % key)
+        responses.get_message(timeout=1)  # the subscribe confirmation
+        request = '%s-request#/#' % key
+
+        def ask(**fields):
+            redis_client.publish(request, json.dumps(
+                {'uid': 'pyserver1', 'requestId': fields['type_name'],
+                 **{k: v for k, v in fields.items() if k != 'type_name'}}))
+            message = responses.get_message(timeout=5)
+            assert message is not None, 'no answer to %s' % fields['type_name']
+            return json.loads(message['data'])
+
+        assert ask(type_name='join', type=2, sid=client.sid, room='legacy') \
+            == {'requestId': 'join'}
+        assert 'legacy' in server.sio.rooms(client.sid)
+        assert ask(type_name='leave', type=3, sid=client.sid, room='legacy') \
+            == {'requestId': 'leave'}
+        assert 'legacy' not in server.sio.rooms(client.sid)
+        assert ask(type_name='bye', type=4, sid=client.sid, close=False) \
+            == {'requestId': 'bye'}
+        assert client.disconnected.wait(5)
+        responses.close()
