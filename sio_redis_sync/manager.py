@@ -18,7 +18,7 @@ from .exceptions import ProtocolError, PublishError
 from .listener import Listener
 from .protocol import RequestType
 
-logger = logging.getLogger('sio_redis_sync')
+default_logger = logging.getLogger('sio_redis_sync')
 
 _PUBLISH_ERRORS = (redis.RedisError, OSError)
 _GREEN_MODES = {'eventlet': 'eventlet', 'gevent': 'gevent',
@@ -98,14 +98,13 @@ class RedisManager(socketio.Manager):
         self.redis_options['decode_responses'] = False
         self.requests_timeout = requests_timeout
         self.logger = logger
-        self._log = logger or globals()['logger']
+        self._log = logger or default_logger
         #: this server's id on the wire (Node's adapter ``uid``); also the
         #: ``host_id`` the Socket.IO Admin UI shows
         self.uid = self.host_id = secrets.token_urlsafe(9)
         self._lock = threading.RLock()
         self._redis = None
         self._listener = None
-        self._task = None
         self._channels = {}  # namespace -> protocol.Channels
         self._routes = {}    # channel or pattern (bytes) -> (handler, namespace)
         self._request_handlers = {
@@ -133,11 +132,9 @@ class RedisManager(socketio.Manager):
         for namespace in self._known_namespaces():
             self._subscribe(namespace)
         if self.server is not None:
-            self._task = self.server.start_background_task(self._listener.run)
+            self.server.start_background_task(self._listener.run)
         else:
-            self._task = threading.Thread(target=self._listener.run,
-                                          daemon=True)
-            self._task.start()
+            threading.Thread(target=self._listener.run, daemon=True).start()
         if not self._listener.settled.wait(READY_TIMEOUT) or \
                 not self._listener.ready.is_set():
             self._log.warning('not subscribed to Redis yet; other servers '
@@ -252,6 +249,11 @@ class RedisManager(socketio.Manager):
     def basic_close_room(self, room, namespace):
         with self._lock:
             return super().basic_close_room(room, namespace)
+
+    def get_namespaces(self):
+        """The namespaces with clients on this server (a snapshot)."""
+        with self._lock:
+            return list(self.rooms)
 
     def get_participants(self, namespace, room):
         """The ``(sid, eio_sid)`` pairs of ``room`` on this server only."""
