@@ -251,3 +251,23 @@ def test_legacy_requests_by_sid_are_applied_and_answered(redis_url, key, redis_c
             == {'requestId': 'bye'}
         assert client.disconnected.wait(5)
         responses.close()
+
+
+def test_call_and_callbacks_for_a_client_of_this_server(cluster):
+    a, b, clients = cluster
+    clients['c1'].client.on('question', lambda *args: ['answer', *args])
+    assert a.sio.call('question', 42, to=clients['c1'].sid, timeout=5) \
+        == ['answer', 42]
+    acks = []
+    a.sio.emit('question', 'cb', to=clients['c1'].sid,
+               callback=lambda *args: acks.append(args))
+    wait_until(lambda: acks, message='the callback')
+    assert acks == [(['answer', 'cb'],)]
+    assert a.manager.callbacks.get(clients['c1'].sid, {}).keys() <= {0}
+
+
+def test_a_callback_for_a_client_elsewhere_is_refused_clearly(cluster):
+    a, b, clients = cluster
+    with pytest.raises(NotImplementedError, match='acks across servers'):
+        a.sio.call('question', to=clients['c3'].sid, timeout=1)
+    receivers(clients, 'question', [])
