@@ -25,6 +25,9 @@ _GREEN_MODES = {'eventlet': 'eventlet', 'gevent': 'gevent',
                 'gevent_uwsgi': 'gevent'}
 # How long initialize() waits for the first subscription before going on.
 READY_TIMEOUT = 5.0
+# Redis's own hard limit for a subscriber's output buffer (32mb): a larger
+# message would get the subscriber disconnected anyway.
+MAX_MESSAGE_SIZE = 32 * 1024 * 1024
 
 
 def _as_list(value):
@@ -84,12 +87,15 @@ class RedisManager(socketio.Manager):
     :param requests_timeout: seconds to wait for other servers' answers;
                              Node's ``requestsTimeout``.
     :param logger: a logger; default ``logging.getLogger('sio_redis_sync')``.
+    :param max_message_size: messages from Redis larger than this many bytes
+                             are logged and dropped undecoded; None for no
+                             limit.
     """
     name = 'sio_redis_sync'
 
     def __init__(self, url='redis://localhost:6379/0', key=protocol.DEFAULT_KEY,
                  write_only=False, redis_options=None, requests_timeout=5.0,
-                 logger=None):
+                 logger=None, max_message_size=MAX_MESSAGE_SIZE):
         super().__init__()
         self.url = url
         self.key = key
@@ -97,6 +103,7 @@ class RedisManager(socketio.Manager):
         self.redis_options = dict(redis_options or {})
         self.redis_options['decode_responses'] = False
         self.requests_timeout = requests_timeout
+        self.max_message_size = max_message_size
         self.logger = logger
         self._log = logger or default_logger
         #: this server's id on the wire (Node's adapter ``uid``); also the
@@ -409,6 +416,12 @@ class RedisManager(socketio.Manager):
         handler, namespace = self._routes.get(pattern or channel, (None, None))
         if handler is None:
             self._log.debug('ignoring a message on unknown channel %r', channel)
+            return
+        if self.max_message_size is not None and \
+                len(data) > self.max_message_size:
+            self._log.warning('dropped a message of %d bytes on %r: larger '
+                              'than max_message_size (%d)', len(data), channel,
+                              self.max_message_size)
             return
         try:
             handler(namespace, channel, data)

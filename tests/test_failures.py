@@ -44,7 +44,6 @@ def test_malformed_messages_are_logged_dropped_and_survived(
         redis_client.publish(channels.response, b'{"no": "requestId"}')
         Emitter(redis_client, key=key).to('r1').emit('still-alive', 1)
         assert client.wait_for('still-alive') == [1]
-        dropped = [r for r in caplog.records if 'malformed' in r.getMessage()]
         expected = 2 * len(GARBAGE) + len(BAD_REQUESTS) + 1
         wait_until(lambda: len([r for r in caplog.records
                                 if 'malformed' in r.getMessage()]) >= expected,
@@ -89,4 +88,20 @@ def test_listener_resubscribes_after_redis_restarts(own_redis, key):
         emitter = Emitter(own_redis.url, key=key)
         emitter.to('r1').emit('back', 2)
         assert client.wait_for('back') == [2]
+        emitter.close()
+
+
+def test_messages_over_max_message_size_are_dropped_with_a_warning(
+        redis_url, key, caplog):
+    caplog.set_level(logging.WARNING, logger='sio_redis_sync')
+    with PyServer(redis_url, key, max_message_size=1000) as server, \
+            PyClient(server.url) as client:
+        wait_until(lambda: server.manager.ready)
+        emitter = Emitter(redis_url, key=key)
+        emitter.emit('huge', 'x' * 2000)
+        emitter.emit('small', 'x' * 100)
+        assert client.wait_for('small') == ['x' * 100]
+        client.assert_no_event('huge', within=0.2)
+        assert any('larger than max_message_size' in r.getMessage()
+                   and '%s#/#' % key in r.getMessage() for r in caplog.records)
         emitter.close()
