@@ -183,6 +183,29 @@ def encode_server_side_emit(uid, data: list, request_id=None) -> bytes:
     return dumps_json(body)
 
 
+def encode_broadcast_request(uid, request_id, nsp, data: list, rooms=(),
+                             except_=(), flags: Optional[dict] = None) -> bytes:
+    """BROADCAST (7): a broadcast whose receivers send their clients' acks
+    back (msgpack, like every broadcast)."""
+    return dumps_msgpack({
+        'uid': uid, 'requestId': request_id,
+        'type': RequestType.BROADCAST.value,
+        'packet': {'type': EVENT, 'data': data, 'nsp': nsp},
+        'opts': {**_opts(rooms, except_), 'flags': flags or {}}})
+
+
+def encode_client_count(request_id, count) -> bytes:
+    """BROADCAST_CLIENT_COUNT (8): how many clients a BROADCAST reached here."""
+    return dumps_json({'type': RequestType.BROADCAST_CLIENT_COUNT.value,
+                       'requestId': request_id, 'clientCount': count})
+
+
+def encode_broadcast_ack(request_id, packet) -> bytes:
+    """BROADCAST_ACK (9): one client's ack (its first argument), msgpack."""
+    return dumps_msgpack({'type': RequestType.BROADCAST_ACK.value,
+                          'requestId': request_id, 'packet': packet})
+
+
 def encode_response(body: dict) -> bytes:
     """A JSON response (every response type but BROADCAST_ACK)."""
     return dumps_json(body)
@@ -375,6 +398,8 @@ def _parse_server_side_emit(message) -> dict:
 
 
 def _parse_broadcast_request(message) -> dict:
+    if not isinstance(message.get('requestId'), str):
+        raise ProtocolError('a broadcast with acks needs a string requestId')
     packet = _dict(message.get('packet'), 'packet')
     data = packet.get('data')
     if not isinstance(data, list) or not data or not isinstance(data[0], str):
