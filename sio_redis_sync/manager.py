@@ -4,6 +4,7 @@ Owns this server's room bookkeeping (under one lock), the publisher client and
 the listener task, and glues them with the wire protocol: local changes are
 applied here, then published; messages from other servers are dispatched by type.
 """
+import functools
 import logging
 import secrets
 import threading
@@ -17,6 +18,7 @@ from . import protocol
 from .exceptions import ProtocolError, PublishError
 from .listener import Listener
 from .protocol import RequestType
+from .requests import PendingAcks
 
 default_logger = logging.getLogger('sio_redis_sync')
 
@@ -28,6 +30,9 @@ READY_TIMEOUT = 5.0
 # Redis's own hard limit for a subscriber's output buffer (32mb): a larger
 # message would get the subscriber disconnected anyway.
 MAX_MESSAGE_SIZE = 32 * 1024 * 1024
+# How long a callback waits for acks from clients on other servers; then it is
+# forgotten (python-socketio's call() gives up after 60 s by default).
+ACK_TTL = 60.0
 
 
 def _as_list(value):
@@ -118,7 +123,9 @@ class RedisManager(socketio.Manager):
             RequestType.REMOTE_JOIN: self._on_remote_join,
             RequestType.REMOTE_LEAVE: self._on_remote_leave,
             RequestType.REMOTE_DISCONNECT: self._on_remote_disconnect,
+            RequestType.BROADCAST: self._on_broadcast_request,
         }
+        self._acks = PendingAcks()
         #: publishes that failed (each one also raised to its caller)
         self.publish_failures = 0
 
@@ -311,7 +318,11 @@ class RedisManager(socketio.Manager):
         the cluster. Same parameters as :meth:`socketio.Server.emit`.
 
         Delivers to this server's clients first, then publishes for the
-        others.
+        others. With a ``callback``, every client's ack reaches it, wherever
+        the client is (from other servers, only the first ack argument
+        travels, as with Node); a callback that expects one ack (a single
+        target not on this server) is dropped after it, others after
+        ``ACK_TTL`` seconds.
 
         :raises TypeError: if ``data`` cannot be sent (checked before anything
                            is delivered).
@@ -319,27 +330,48 @@ class RedisManager(socketio.Manager):
                                              server's clients have it).
         """
         namespace = namespace or '/'
-        rooms = _as_list(to or room)
+        rooms = protocol.unique_rooms(_as_list(to or room))
         skip = _as_list(skip_sid)
         data = [event] + _args(data)
-        if kwargs.get('ignore_queue'):
-            self._deliver(namespace, data, rooms, skip, callback)
+        targets = self._select(namespace, rooms, skip)
+        if kwargs.get('ignore_queue') or self._all_local_sids(namespace, rooms):
+            self._deliver(namespace, data, targets, callback)
             return
-        local_only = self._all_local_sids(namespace, rooms)
-        if callback is not None and not local_only:
-            raise NotImplementedError(
-                'sio_redis_sync: an emit with a callback must target clients '
-                'of this server; acks across servers are not supported yet')
-        payload = None if local_only else protocol.encode_broadcast(
-            self.uid, namespace, data, rooms, skip)
-        self._deliver(namespace, data, rooms, skip, callback)
-        if payload is not None:
-            self._publish(self._channels_of(namespace).for_rooms(
-                protocol.unique_rooms(rooms)), payload)
+        channels = self._channels_of(namespace)
+        if callback is not None:
+            self._listen_for_acks(namespace)
+        if callback is None:
+            channel = channels.for_rooms(rooms)
+            payload = protocol.encode_broadcast(self.uid, namespace, data,
+                                                rooms, skip)
+        else:
+            request_id = secrets.token_urlsafe(12)
+            single = len(rooms) == 1 and not targets
+            flags = {'timeout': int(ACK_TTL * 1000)}
+            if single:
+                flags['expectSingleResponse'] = True
+            channel = channels.request
+            payload = protocol.encode_broadcast_request(
+                self.uid, request_id, namespace, data, rooms, skip, flags)
+            self._acks.add(request_id, callback, ACK_TTL, single)
+        self._deliver(namespace, data, targets, callback)
+        try:
+            self._publish(channel, payload)
+        except PublishError:
+            if callback is not None:
+                self._acks.discard(request_id)
+            raise
 
-    def _deliver(self, namespace, data, rooms, except_, callback=None):
-        """Send an event to the local sockets selected by rooms/except_."""
-        targets = self._select(namespace, rooms, except_)
+    def _listen_for_acks(self, namespace):
+        if self.write_only:
+            raise RuntimeError('a write_only RedisManager never hears acks: '
+                               'emit without a callback')
+        if self._listener is None:
+            self.initialize()
+        self._subscribe(namespace)
+
+    def _deliver(self, namespace, data, targets, callback=None):
+        """Send an event to the local sockets ``targets`` ({sid: eio_sid})."""
         if not targets:
             return
         server = self.server
@@ -441,7 +473,8 @@ class RedisManager(socketio.Manager):
             self._log.debug('ignoring a broadcast for %r on %r',
                             message.nsp, channel)
             return
-        self._deliver(namespace, message.data, message.rooms, message.except_)
+        self._deliver(namespace, message.data,
+                      self._select(namespace, message.rooms, message.except_))
 
     def _has_room(self, namespace, room):
         ns = self.rooms.get(namespace, {})
@@ -460,8 +493,33 @@ class RedisManager(socketio.Manager):
 
     def _on_response(self, namespace, channel, data):
         response = protocol.decode_response(data)
-        self._log.debug('ignoring response %s on %r', response['requestId'],
-                        channel)
+        if response.get('type') != RequestType.BROADCAST_ACK:
+            return  # client counts and answers to other servers' requests
+        callback = self._acks.pop_callback(response['requestId'])
+        if callback is None:
+            return  # another server's request, or one that expired
+        ack = response.get('packet')
+        if self.server is not None:
+            # the application's callback runs in its own task, so a slow
+            # one cannot stall the listener
+            self.server.start_background_task(callback, ack)
+        else:
+            callback(ack)
+
+    def _on_broadcast_request(self, namespace, request):
+        """BROADCAST (7) from another server: deliver with a callback per
+        client, count them, then send each ack back as it comes."""
+        targets = self._select(namespace, request.rooms, request.except_)
+        responses = self._channels_of(namespace).response
+        self._publish(responses, protocol.encode_client_count(
+            request.request_id, len(targets)))
+        self._deliver(namespace, request.packet['data'], targets,
+                      functools.partial(self._send_ack, responses,
+                                        request.request_id))
+
+    def _send_ack(self, channel, request_id, *args):
+        self._publish(channel, protocol.encode_broadcast_ack(
+            request_id, args[0] if args else None))
 
     def _answer_legacy(self, namespace, request):
         if request.request_id is not None:

@@ -266,8 +266,26 @@ def test_call_and_callbacks_for_a_client_of_this_server(cluster):
     assert a.manager.callbacks.get(clients['c1'].sid, {}).keys() <= {0}
 
 
-def test_a_callback_for_a_client_elsewhere_is_refused_clearly(cluster):
+def test_call_a_client_of_the_other_server(cluster):
     a, b, clients = cluster
-    with pytest.raises(NotImplementedError, match='acks across servers'):
-        a.sio.call('question', to=clients['c3'].sid, timeout=1)
-    receivers(clients, 'question', [])
+    clients['c3'].client.on('question', lambda *args: ['answer', *args])
+    assert a.sio.call('question', 7, to=clients['c3'].sid, timeout=5) \
+        == ['answer', 7]
+    assert len(a.manager._acks) == 0  # a one-client callback is gone after its ack
+
+
+def test_callback_gets_every_ack_of_a_room_across_servers(cluster):
+    a, b, clients = cluster
+    for name in ('c1', 'c2', 'c4'):
+        clients[name].client.on('poll', lambda *args, name=name: name)
+    acks = []
+    a.sio.emit('poll', to=['r1', 'r2'], callback=acks.append)
+    wait_until(lambda: len(acks) == 3, message='3 acks, got %r' % acks)
+    assert sorted(acks) == ['c1', 'c2', 'c4']
+
+
+def test_write_only_manager_refuses_callbacks(redis_url, key):
+    manager = RedisManager(redis_url, key=key, write_only=True)
+    with pytest.raises(RuntimeError, match='never hears acks'):
+        manager.emit('x', None, namespace='/', to='r1', callback=print)
+    manager.close()

@@ -165,3 +165,28 @@ def test_node_server_moves_and_disconnects_python_sockets(mixed):
     assert clients['padmin'].disconnected.wait(5)
     clients['nadmin'].wait_disconnect()
     assert clients['p1'].client.connected
+
+
+def test_python_server_calls_a_node_client(mixed):
+    node, py, clients = mixed
+    # the Node client acks with its arguments; only the first one travels
+    assert py.sio.call('question', {'q': 1}, to=clients['n3'].sid,
+                       timeout=5) == {'q': 1}
+    acks = []
+    py.sio.emit('poll', 'x', to='r2', callback=lambda *args: acks.append(args))
+    wait_until(lambda: len(acks) == 2, message='acks of n2 and p2: %r' % acks)
+    assert sorted(acks) == [(), ('x',)]  # p2 acks with no argument, n2 echoes
+
+
+def test_node_server_gets_acks_from_python_clients(mixed):
+    node, py, clients = mixed
+    clients['p2'].client.on('question', lambda *args: 'from p2')
+    clients['p1'].client.on('question', lambda *args: 'from p1')
+    answer = clients['n3'].ctl(op='emitWithAck', nsp='/', to=['r2'],
+                               except_=['r1'], event='question', args=[1])
+    assert answer == {'ok': True, 'responses': []}  # nobody in r2 but not r1
+    answer = clients['n3'].ctl(op='emitWithAck', nsp='/', to=['r1'],
+                               event='question', args=[1], timeout=3000)
+    assert not answer.get('timedOut'), answer
+    assert sorted(map(str, answer['responses'])) == \
+        ['1', '1', 'from p1', 'from p2']  # n1 and n2 echo their first argument

@@ -66,6 +66,17 @@ async function runOp(io, op) {
       return { sockets: await fetchSockets(nsp, op) };
     case "allRooms":
       return { rooms: [...(await nsp.adapter.allRooms())] };
+    case "emitWithAck": {
+      // BROADCAST (7) across the cluster; on timeout, the partial answers
+      try {
+        const responses = await target(nsp, op)
+          .timeout(op.timeout || 2000)
+          .emitWithAck(op.event, ...decodeBin(op.args || []));
+        return { responses: encodeBin(responses) };
+      } catch (err) {
+        return { timedOut: true, responses: encodeBin(err.responses || []) };
+      }
+    }
     default:
       throw new Error(`unknown ctl op ${JSON.stringify(op.op)}`);
   }
