@@ -82,9 +82,21 @@ def test_demo_command_serves_and_stops_on_ctrl_c(redis_url):
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)
             demo.wait()
-    left = subprocess.run(['pgrep', '-f', 'app.py --port %d' % ports[0]],
-                          capture_output=True, text=True).stdout
+    left = processes_matching('app.py --port %d' % ports[0])
     assert not left, 'demo servers left running: %s\n%s' % (left, ''.join(output))
+
+
+def processes_matching(text):
+    """Command lines of the running processes that contain ``text``."""
+    found = []
+    for cmdline in pathlib.Path('/proc').glob('[0-9]*/cmdline'):
+        try:
+            command = cmdline.read_bytes().replace(b'\0', b' ').decode()
+        except OSError:
+            continue  # the process ended meanwhile
+        if text in command:
+            found.append(command)
+    return found
 
 
 def _get(url):
