@@ -338,13 +338,12 @@ class RedisManager(socketio.Manager):
             self._deliver(namespace, data, targets, callback)
             return
         channels = self._channels_of(namespace)
-        if callback is not None:
-            self._listen_for_acks(namespace)
         if callback is None:
             channel = channels.for_rooms(rooms)
             payload = protocol.encode_broadcast(self.uid, namespace, data,
                                                 rooms, skip)
         else:
+            self._listen_for_acks(namespace)
             request_id = secrets.token_urlsafe(12)
             single = len(rooms) == 1 and not targets
             flags = {'timeout': int(ACK_TTL * 1000)}
