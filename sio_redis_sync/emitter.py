@@ -9,18 +9,26 @@ import redis
 from . import protocol
 from .exceptions import PublishError
 
-_PUBLISH_ERRORS = (redis.RedisError, OSError)
+PUBLISH_ERRORS = (redis.RedisError, OSError)
 # @socket.io/redis-emitter refuses these: the servers reserve them
 RESERVED_EVENTS = frozenset(('connect', 'connect_error', 'disconnect',
                              'disconnecting', 'newListener', 'removeListener'))
 
 
-def _rooms(rooms):
-    if rooms is None:
-        return ()
-    if isinstance(rooms, (list, tuple, set, frozenset)):
-        return tuple(rooms)
-    return (rooms,)
+def publish(client, channel, payload):
+    """PUBLISH through ``client``; a Redis failure raises PublishError.
+
+    :return: how many subscribers received the message.
+    """
+    try:
+        return client.publish(channel, payload)
+    except PUBLISH_ERRORS as exc:
+        raise PublishError(channel, exc) from exc
+
+
+def _check_event(event):
+    if event in RESERVED_EVENTS:
+        raise ValueError('"%s" is a reserved event name' % event)
 
 
 def _namespace(nsp):
@@ -49,13 +57,13 @@ class BroadcastOperator:
 
     def to(self, room):
         """Target ``room`` too (a room name, a sid, or a list of them)."""
-        return self._but(rooms=self._rooms + _rooms(room))
+        return self._but(rooms=self._rooms + protocol.as_rooms(room))
 
     in_ = to
 
     def except_(self, room):
         """Leave out the members of ``room`` (a room, a sid or a list)."""
-        return self._but(except_=self._except + _rooms(room))
+        return self._but(except_=self._except + protocol.as_rooms(room))
 
     @property
     def volatile(self):
@@ -74,8 +82,7 @@ class BroadcastOperator:
         :raises TypeError: if an argument cannot be encoded.
         :raises sio_redis_sync.PublishError: if Redis refused the message.
         """
-        if event in RESERVED_EVENTS:
-            raise ValueError('"%s" is a reserved event name' % event)
+        _check_event(event)
         rooms = protocol.unique_rooms(self._rooms)
         payload = protocol.encode_broadcast(
             protocol.EMITTER_UID, self._channels.nsp, [event, *args], rooms,
@@ -85,12 +92,12 @@ class BroadcastOperator:
     def sockets_join(self, rooms):
         """Make the selected sockets join ``rooms``, on every server."""
         return self._publish(self._channels.request, protocol.encode_remote_join(
-            None, self._rooms, self._except, _rooms(rooms)))
+            None, self._rooms, self._except, protocol.as_rooms(rooms)))
 
     def sockets_leave(self, rooms):
         """Make the selected sockets leave ``rooms``, on every server."""
         return self._publish(self._channels.request, protocol.encode_remote_leave(
-            None, self._rooms, self._except, _rooms(rooms)))
+            None, self._rooms, self._except, protocol.as_rooms(rooms)))
 
     def disconnect_sockets(self, close=False):
         """Disconnect the selected sockets; ``close`` closes their connection."""
@@ -101,8 +108,7 @@ class BroadcastOperator:
     def server_side_emit(self, event, *args):
         """Send ``event`` to the servers of this namespace (Node's
         ``serverSideEmit``, without acknowledgement)."""
-        if event in RESERVED_EVENTS:
-            raise ValueError('"%s" is a reserved event name' % event)
+        _check_event(event)
         return self._publish(self._channels.request,
                              protocol.encode_server_side_emit(
                                  protocol.EMITTER_UID, [event, *args]))
@@ -138,10 +144,7 @@ class Emitter:
         self._root = self.of('/')
 
     def _publish(self, channel, payload):
-        try:
-            return self.redis.publish(channel, payload)
-        except _PUBLISH_ERRORS as exc:
-            raise PublishError(channel, exc) from exc
+        return publish(self.redis, channel, payload)
 
     def of(self, namespace):
         """An operator for ``namespace`` (a missing leading ``/`` is added)."""

@@ -43,7 +43,8 @@ class Listener:
         self.ready = threading.Event()
         #: set once the first connection attempt has ended, either way
         self.settled = threading.Event()
-        self.reconnects = 0
+        #: how many times it has connected (more than 1: it reconnected)
+        self.connections = 0
 
     def subscribe(self, channels=(), patterns=()):
         """Add subscriptions (str); applied by the loop within POLL_INTERVAL."""
@@ -107,9 +108,9 @@ class Listener:
         self._pubsub = self._connect()
         self._confirmed = set()
         self._apply()
-        if self.reconnects:
+        if self.connections:
             self._log.warning('Redis subscriber reconnected')
-        self.reconnects += 1
+        self.connections += 1
 
     def _apply(self):
         with self._lock:

@@ -15,6 +15,7 @@ from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
 from . import protocol
+from .emitter import publish
 from .exceptions import ProtocolError, PublishError
 from .listener import Listener
 from .protocol import RequestType
@@ -22,7 +23,6 @@ from .requests import PendingAcks
 
 default_logger = logging.getLogger('sio_redis_sync')
 
-_PUBLISH_ERRORS = (redis.RedisError, OSError)
 _GREEN_MODES = {'eventlet': 'eventlet', 'gevent': 'gevent',
                 'gevent_uwsgi': 'gevent'}
 # How long initialize() waits for the first subscription before going on.
@@ -33,15 +33,6 @@ MAX_MESSAGE_SIZE = 32 * 1024 * 1024
 # How long a callback waits for acks from clients on other servers; then it is
 # forgotten (python-socketio's call() gives up after 60 s by default).
 ACK_TTL = 60.0
-
-
-def _as_list(value):
-    """python-socketio's room/skip_sid arguments: None, one room, or a list."""
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return list(value)
-    return [value]
 
 
 def _args(data):
@@ -224,12 +215,11 @@ class RedisManager(socketio.Manager):
 
     def _publish(self, channel, payload):
         try:
-            return self._client().publish(channel, payload)
-        except _PUBLISH_ERRORS as exc:
+            return publish(self._client(), channel, payload)
+        except PublishError as exc:
             self.publish_failures += 1
-            self._log.error('could not publish to Redis channel %r: %s: %s',
-                            channel, type(exc).__name__, exc)
-            raise PublishError(channel, exc) from exc
+            self._log.error('%s', exc)
+            raise
 
     # ------------------------------------------- room bookkeeping, locked
 
@@ -330,8 +320,8 @@ class RedisManager(socketio.Manager):
                                              server's clients have it).
         """
         namespace = namespace or '/'
-        rooms = protocol.unique_rooms(_as_list(to or room))
-        skip = _as_list(skip_sid)
+        rooms = protocol.unique_rooms(protocol.as_rooms(to or room))
+        skip = protocol.as_rooms(skip_sid)
         data = [event] + _args(data)
         targets = self._select(namespace, rooms, skip)
         if kwargs.get('ignore_queue') or self._all_local_sids(namespace, rooms):

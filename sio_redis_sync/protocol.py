@@ -6,6 +6,7 @@ untrusted bytes return a value or raise :class:`ProtocolError`, nothing else.
 """
 import datetime
 import enum
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -44,24 +45,25 @@ _GLOB_SPECIAL = re.compile(r'([\\*?\[\]])')
 
 @dataclass(frozen=True)
 class Channels:
-    """Channel names of one namespace ``nsp`` under the prefix ``key``."""
+    """Channel names of one namespace ``nsp`` under the prefix ``key``
+    (each computed once: they are read for every message)."""
     key: str
     nsp: str
 
-    @property
+    @functools.cached_property
     def broadcast(self) -> str:
         return '%s#%s#' % (self.key, self.nsp)
 
-    @property
+    @functools.cached_property
     def broadcast_pattern(self) -> str:
         """PSUBSCRIBE pattern matching every broadcast channel of ``nsp``."""
         return _GLOB_SPECIAL.sub(r'\\\1', self.broadcast) + '*'
 
-    @property
+    @functools.cached_property
     def request(self) -> str:
         return '%s-request#%s#' % (self.key, self.nsp)
 
-    @property
+    @functools.cached_property
     def response(self) -> str:
         return '%s-response#%s#' % (self.key, self.nsp)
 
@@ -116,6 +118,16 @@ def dumps_msgpack(obj) -> bytes:
         return msgpack.packb(obj, use_bin_type=True)
     except (ValueError, OverflowError) as exc:
         raise TypeError('cannot encode %r as msgpack: %s' % (obj, exc)) from exc
+
+
+def as_rooms(value) -> tuple:
+    """python-socketio's and Node's room arguments: None, one room, or a
+    list/tuple/set of them."""
+    if value is None:
+        return ()
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return tuple(value)
+    return (value,)
 
 
 def unique_rooms(rooms) -> list:
