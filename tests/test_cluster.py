@@ -289,3 +289,18 @@ def test_write_only_manager_refuses_callbacks(redis_url, key):
     with pytest.raises(RuntimeError, match='never hears acks'):
         manager.emit('x', None, namespace='/', to='r1', callback=print)
     manager.close()
+
+
+def test_a_serverless_manager_listens_when_a_callback_needs_it(cluster, redis_url, key):
+    a, b, clients = cluster
+    clients['c3'].client.on('question', lambda *args: 'yes')
+    manager = RedisManager(redis_url, key=key)
+    try:
+        assert not manager.ready
+        acks = []
+        manager.emit('question', None, namespace='/', to=clients['c3'].sid,
+                     callback=acks.append)
+        assert manager.ready
+        wait_until(lambda: acks == ['yes'], message='the ack through Redis')
+    finally:
+        manager.close()
