@@ -1,13 +1,14 @@
 """Emitter: publish to a Socket.IO cluster from any process, with no thread.
 
-Owns one pooled publisher client and immutable broadcast operators; every call
+Owns one bounded publisher pool and immutable broadcast operators; every call
 is one PUBLISH, byte-identical to what ``@socket.io/redis-emitter`` 5.1.0
-sends for the same call, and a failed publish raises.
+sends for the same call, and a failed publish raises within a deadline.
 """
 import redis
 
-from . import protocol
+from . import connection, protocol
 from .exceptions import PublishError
+from .publisher import Publisher
 
 PUBLISH_ERRORS = (redis.RedisError, OSError)
 # @socket.io/redis-emitter refuses these: the servers reserve them
@@ -125,26 +126,57 @@ class Emitter:
         emitter.emit('progress', {'pct': 50}, to=user_room)
         emitter.of('/admin').to('ops').except_('bots').emit('alert', 'disk')
 
-    :param url_or_client: a Redis URL, or a ``redis.Redis`` client to use.
+    :param url_or_client: a Redis URL, or a ``redis.Redis`` client to use
+                          (then its own pool and timeouts apply).
     :param key: the channel prefix; the servers' ``key`` (default
                 ``socket.io``).
-    :param redis_options: keyword arguments for ``redis.Redis.from_url``.
+    :param redis_options: keyword arguments for ``redis.Redis.from_url``
+                          (copied; ``decode_responses`` is always off).
+    :param max_connections: the cap of the connection pool shared by every
+                            thread or greenlet using this emitter (default
+                            10); a publish that finds them all busy waits
+                            for one, within ``publish_timeout``.
+    :param publish_timeout: the most one emit may take, in seconds (default
+                            5): waiting for a connection, connecting,
+                            retries and Redis's reply. Then it raises
+                            :class:`~sio_redis_sync.PublishError`; it never
+                            blocks forever.
+    :param publish_retries: how many times an emit whose connection failed
+                            before the message was sent is tried again
+                            (default 2, with short pauses). A message sent
+                            but not acknowledged is not resent, as it may
+                            have been delivered.
     """
 
     def __init__(self, url_or_client='redis://localhost:6379/0',
-                 key=protocol.DEFAULT_KEY, redis_options=None):
+                 key=protocol.DEFAULT_KEY, redis_options=None,
+                 max_connections=connection.MAX_CONNECTIONS,
+                 publish_timeout=connection.PUBLISH_TIMEOUT,
+                 publish_retries=connection.PUBLISH_RETRIES):
         if isinstance(url_or_client, str):
-            self.redis = redis.Redis.from_url(url_or_client,
-                                              **dict(redis_options or {}))
-            self._owns_client = True
+            self._publisher = Publisher(
+                url_or_client, redis_options, max_connections=max_connections,
+                timeout=publish_timeout, retries=publish_retries)
         else:
-            self.redis = url_or_client
-            self._owns_client = False
+            self._publisher = Publisher(client=url_or_client,
+                                        timeout=publish_timeout,
+                                        retries=publish_retries)
+        #: the ``redis.Redis`` client every publish goes through
+        self.redis = self._publisher.client
         self.key = key
         self._root = self.of('/')
 
     def _publish(self, channel, payload):
-        return publish(self.redis, channel, payload)
+        return self._publisher.publish(channel, payload)
+
+    def stats(self):
+        """Counters of this emitter (in this process): ``published``,
+        ``publish_failures`` and ``connections_opened`` (by its pool; None
+        for a client given to it)."""
+        publisher = self._publisher
+        return {'published': publisher.published,
+                'publish_failures': publisher.failures,
+                'connections_opened': publisher.connections_opened}
 
     def of(self, namespace):
         """An operator for ``namespace`` (a missing leading ``/`` is added)."""
@@ -207,5 +239,4 @@ class Emitter:
 
     def close(self):
         """Release the connections (only those of a client it created)."""
-        if self._owns_client:
-            self.redis.close()
+        self._publisher.close()

@@ -19,7 +19,10 @@ CLIENT_JS = HERE / 'node_modules' / 'socket.io-client' / 'dist' / 'socket.io.min
 def create_app(redis_url, name):
     """The chat app of the server called ``name``, on the Redis ``redis_url``."""
     app = Flask(__name__)
-    socketio = SocketIO(app, client_manager=RedisManager(redis_url))
+    # threading: the demo runs on Werkzeug's threads (Flask-SocketIO would
+    # pick eventlet or gevent if one of them is installed)
+    socketio = SocketIO(app, async_mode='threading',
+                        client_manager=RedisManager(redis_url))
 
     @app.route('/')
     def index():
