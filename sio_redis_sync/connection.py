@@ -30,19 +30,17 @@ def redact(url):
     """``url`` with its password (in the userinfo or a ``password=`` query
     parameter) replaced by ``***``: the only form of a URL put in a log line."""
     parts = urllib.parse.urlsplit(url)
-    netloc = parts.netloc
     if parts.password is not None:
-        userinfo, _, hostinfo = netloc.rpartition('@')
-        user = userinfo.split(':', 1)[0]
-        netloc = '%s:***@%s' % (user, hostinfo)
-    query = parts.query
-    if query:
-        query = '&'.join(
-            ('%s=***' % pair.split('=', 1)[0]
-             if pair.split('=', 1)[0].lower() == 'password' else pair)
-            for pair in query.split('&'))
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query,
-                                    parts.fragment))
+        userinfo, _, hostinfo = parts.netloc.rpartition('@')
+        netloc = '%s:***@%s' % (userinfo.split(':', 1)[0], hostinfo)
+        url = url.replace('//' + parts.netloc, '//' + netloc, 1)
+    if parts.query:
+        pairs = [pair.partition('=') for pair in parts.query.split('&')]
+        query = '&'.join(name + sep + ('***' if name.lower() == 'password'
+                                       else value)
+                         for name, sep, value in pairs)
+        url = url.replace('?' + parts.query, '?' + query, 1)
+    return url
 
 
 def keepalive_options():
