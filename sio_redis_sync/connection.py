@@ -64,12 +64,13 @@ def _base_options(url, options):
 
 
 class CountingPool(redis.BlockingConnectionPool):
-    """A BlockingConnectionPool that counts the connections it opens (first
-    connects and reconnects alike); a caller that finds every connection busy
+    """A BlockingConnectionPool that counts the connections it opens in this
+    process (first connects and reconnects alike); a caller that finds every connection busy
     waits ``timeout`` seconds at most, then gets ``redis.ConnectionError``."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def reset(self):
+        # also what redis-py calls in a forked child: counts are per process
+        super().reset()
         self._count_lock = threading.Lock()
         self.connections_opened = 0
 

@@ -6,9 +6,11 @@ applied here, then published; messages from other servers are dispatched by type
 """
 import functools
 import logging
+import os
 import secrets
 import threading
 import time
+import weakref
 
 import socketio
 from engineio import packet as eio_packet
@@ -129,6 +131,19 @@ class RedisManager(socketio.Manager):
         #: this server's id on the wire (Node's adapter ``uid``); also the
         #: ``host_id`` the Socket.IO Admin UI shows
         self.uid = self.host_id = secrets.token_urlsafe(9)
+        ref = weakref.ref(self)
+
+        def renew_after_fork():
+            # gunicorn --preload, Celery prefork: each child is a server of
+            # its own, and a listener of the parent's did not survive the fork
+            manager = ref()
+            if manager is not None:
+                manager.uid = manager.host_id = secrets.token_urlsafe(9)
+                manager._lock = threading.RLock()  # a parent thread's hold
+                manager._listener = manager._subscriber = None
+                manager._routes = {}
+        if hasattr(os, 'register_at_fork'):
+            os.register_at_fork(after_in_child=renew_after_fork)
         self._lock = threading.RLock()
         self._publisher = Publisher(
             url, self.redis_options, max_connections=max_connections,
