@@ -18,7 +18,7 @@ POLL_INTERVAL = 0.1
 # Pauses between reconnection attempts: short, so that delivery resumes well
 # within a second of Redis coming back, however long it was away.
 BACKOFF_FIRST = 0.05
-BACKOFF_MAX = 0.5
+BACKOFF_MAX = 0.25
 # While Redis stays unreachable, one warning per this many seconds.
 LOG_EVERY = 10.0
 #: default seconds of silence after which the listener PINGs Redis
@@ -37,7 +37,7 @@ class Listener:
     a PING through it; no answer within ``health_check_timeout`` seconds (a
     paused Redis, a half-open link) counts as a lost connection, like a
     reset or a killed client: the loop reconnects (after 0.05 s, then
-    doubling up to 0.5 s) and subscribes again to every channel and pattern.
+    doubling up to 0.25 s) and subscribes again to every channel and pattern.
 
     :param connect: a callable returning a new ``redis.client.PubSub``.
     :param callback: called as ``callback(channel, pattern, data)`` with bytes
