@@ -195,9 +195,9 @@ class RedisManager(socketio.Manager):
                               'cannot reach this one until it is')
 
     def close(self, timeout=5.0):
-        """Stop the listener (within a poll interval, 0.1 s, unless it is
-        connecting to an unresponsive Redis: then within
-        ``health_check_timeout``) and release every Redis connection.
+        """Stop the listener (within 0.25 s, unless it is connecting to an
+        unresponsive Redis: then within ``health_check_timeout``) and release
+        every Redis connection.
 
         The manager can listen again with :meth:`initialize`.
         """
