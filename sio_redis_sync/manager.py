@@ -45,15 +45,18 @@ def _args(data):
 
 
 def _check_monkey_patched(async_mode):
-    """Refuse eventlet/gevent without a patched socket: a blocking read on a
-    real socket would freeze every green thread of the process."""
+    """Refuse eventlet/gevent unless socket, threading and time are patched:
+    a blocking read on a real socket, or a wait on a real lock or event,
+    would freeze every green thread of the process."""
     library = _GREEN_MODES.get(async_mode)
     if library == 'eventlet':
         import eventlet.patcher
-        patched = eventlet.patcher.is_monkey_patched('socket')
+        patched = all(eventlet.patcher.is_monkey_patched(module)
+                      for module in ('socket', 'thread', 'time'))
     elif library == 'gevent':
         import gevent.monkey
-        patched = gevent.monkey.is_module_patched('socket')
+        patched = all(gevent.monkey.is_module_patched(module)
+                      for module in ('socket', 'threading', 'time'))
     else:
         return
     if not patched:

@@ -330,3 +330,14 @@ def test_green_modes_without_monkey_patching_are_refused(redis_url, mode, hint):
     assert 'RuntimeError: sio_redis_sync.RedisManager under %s needs a monkey ' \
         'patched standard library: call %s' % (mode, hint) in result.stdout, \
         result.stdout + result.stderr
+
+
+def test_eventlet_with_only_the_socket_patched_is_refused_too(redis_url):
+    # python-socketio checks the socket only: its retry sleep then froze the
+    # hub; a real threading.Event would do the same here
+    program = 'import eventlet; eventlet.monkey_patch(socket=True)\n' + \
+        textwrap.dedent(UNPATCHED % ('eventlet', redis_url))
+    result = subprocess.run([sys.executable, '-c', program],
+                            capture_output=True, text=True, timeout=60)
+    assert 'RuntimeError: sio_redis_sync.RedisManager under eventlet needs' \
+        in result.stdout, result.stdout + result.stderr
