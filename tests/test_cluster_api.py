@@ -3,10 +3,12 @@ fetch_sockets, all_rooms, server_count, server-side events with answers,
 sockets_join/leave, disconnect_sockets, emit_with_ack, and timeouts when a
 server stays silent. The Node side of each is in test_cluster_api_node.py.
 """
+import json
 import threading
 
 import pytest
 import redis
+import socketio
 
 from rig import PyClient, PyServer, wait_until
 from sio_redis_sync import Emitter, RemoteSocket, RequestTimeout
@@ -113,11 +115,11 @@ def test_sockets_join_leave_and_disconnect_with_room_and_skip(trio):
     assert 'r3' not in b.sio.rooms(clients['b1'].sid)
     a.manager.sockets_join(['r4', 'r5'])                 # everyone, a1 included
     for server, name in ((a, 'a1'), (b, 'b1'), (b, 'b2'), (c, 'c1')):
-        wait_until(lambda: {'r4', 'r5'} <= set(server.sio.rooms(clients[name].sid)),
+        wait_until(lambda s=server, n=name: {'r4', 'r5'} <= set(s.sio.rooms(clients[n].sid)),
                    message='%s in r4 and r5' % name)
     c.manager.sockets_leave('r4', room='r1')
     for server, name in ((a, 'a1'), (b, 'b1')):
-        wait_until(lambda: 'r4' not in server.sio.rooms(clients[name].sid),
+        wait_until(lambda s=server, n=name: 'r4' not in s.sio.rooms(clients[n].sid),
                    message='%s out of r4' % name)
     assert 'r4' in b.sio.rooms(clients['b2'].sid)
     b.manager.disconnect_sockets(room='r5', skip='r2')   # a1 and b2
@@ -218,7 +220,7 @@ def test_emit_with_ack_times_out_with_the_acks_that_came_and_forgets_them(trio):
     assert len(a.manager._pending) == 0
     # the late acks find nothing; no callback is left behind anywhere
     for server in (b, c):
-        wait_until(lambda: not any(len(ids) > 1 for ids in server.manager.callbacks.values()),
+        wait_until(lambda s=server: not any(len(ids) > 1 for ids in s.manager.callbacks.values()),
                    message='callbacks of %s forgotten' % server.url)
 
 
@@ -273,3 +275,53 @@ def test_the_emitter_times_out_on_a_silent_server(trio, silent_server, redis_url
             emitter.fetch_sockets(timeout=0.5)
     finally:
         emitter.close()
+
+
+def test_raw_requests_of_every_answered_type(trio, redis_client, key):
+    """What a Node server or an older adapter sends, answered byte for byte
+    in Node's response shapes (legacy SOCKETS included)."""
+    a, b, c, clients = trio
+    responses = redis_client.pubsub()
+    responses.subscribe('%s-response#/#' % key)
+    assert responses.get_message(timeout=5)['type'] == 'subscribe'
+
+    def answers(request, count=3):
+        redis_client.publish('%s-request#/#' % key, json.dumps(request))
+        got = []
+        while len(got) < count:
+            message = responses.get_message(timeout=5)
+            assert message is not None, 'only %r' % got
+            if message['type'] == 'message':
+                got.append(json.loads(message['data']))
+        return got
+
+    legacy = answers({'uid': 'node1', 'requestId': 'q0', 'type': 0, 'rooms': ['r2']})
+    assert sorted(s for r in legacy for s in r['sockets']) == \
+        sorted([clients['b1'].sid, clients['c1'].sid])
+    assert all(set(r) == {'requestId', 'sockets'} for r in legacy)
+    rooms = answers({'uid': 'node1', 'requestId': 'q1', 'type': 1})
+    assert set().union(*(r['rooms'] for r in rooms)) == \
+        {'r1', 'r2'} | {cl.sid for cl in clients.values()}
+    fetched = answers({'uid': 'node1', 'requestId': 'q5', 'type': 5,
+                       'opts': {'rooms': ['r1'], 'except': []}})
+    assert sorted(s['id'] for r in fetched for s in r['sockets']) == \
+        sorted([clients['a1'].sid, clients['b1'].sid])
+    responses.close()
+
+
+def test_python_socketio_callbacks_are_forgotten_after_ack_ttl(trio):
+    a, b, c, clients = trio
+    a.manager.ack_ttl = 0.2
+    sid = clients['a1'].sid
+    release = threading.Event()
+    clients['a1'].client.on('slow', lambda: release.wait(10) and 'late')
+    clients['a1'].client.on('quick', lambda: 'quick')
+    try:
+        with pytest.raises(socketio.exceptions.TimeoutError):
+            a.sio.call('slow', to=sid, timeout=0.5)
+        # its ack never came: python-socketio would keep the callback until
+        # the client leaves; here the next ack id expires it
+        assert a.sio.call('quick', to=sid, timeout=5) == 'quick'
+        assert list(a.manager.callbacks[sid]) == [0]
+    finally:
+        release.set()

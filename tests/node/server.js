@@ -89,9 +89,15 @@ async function runOp(io, op) {
     case "serverSideEmits":
       return { events: encodeBin(serverSideEmits.get(nsp.name) || []) };
     case "fetchSockets":
-      return { sockets: await fetchSockets(nsp, op) };
+      try {
+        return { sockets: await fetchSockets(nsp, op) };
+      } catch (err) {
+        return { timedOut: true, error: String(err) };
+      }
     case "allRooms":
       return { rooms: [...(await nsp.adapter.allRooms())] };
+    case "serverCount":
+      return { count: await nsp.adapter.serverCount() };
     case "emitWithAck": {
       // BROADCAST (7) across the cluster; on timeout, the partial answers
       try {
@@ -128,7 +134,7 @@ function answerServerSideAsks(nsp) {
 
 function onConnection(io, pub, socket) {
   socket.join(roomsOf(socket.handshake));
-  socket.data = { server: "node", n: socket.handshake.query.n || null };
+  socket.data = { server: "node" };
   socket.on("ctl", async (op, ack) => {
     let reply;
     try {
