@@ -13,11 +13,11 @@ import redis
 
 from . import connection
 from .exceptions import PublishError
+from .transport import PUBLISH_ERRORS
 
 logger = logging.getLogger('sio_redis_sync')
 # first pause between two attempts; doubled each time, within the deadline
 RETRY_DELAY = 0.05
-PUBLISH_ERRORS = (redis.RedisError, OSError)
 
 
 class _NotSent(Exception):
