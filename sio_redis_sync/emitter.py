@@ -90,31 +90,33 @@ class BroadcastOperator:
         payload = protocol.encode_broadcast(
             protocol.EMITTER_UID, self._channels.nsp, [event, *args], rooms,
             self._except, self._flags, emitter_order=True)
-        return self._publish(self._channels.for_rooms(rooms), payload)
+        return self._publish(self._channels.for_rooms(rooms), payload,
+                             self._channels)
 
     def sockets_join(self, rooms):
         """Make the selected sockets join ``rooms``, on every server."""
-        return self._publish(self._channels.request, protocol.encode_remote_join(
+        return self._request(protocol.encode_remote_join(
             None, self._rooms, self._except, protocol.as_rooms(rooms)))
 
     def sockets_leave(self, rooms):
         """Make the selected sockets leave ``rooms``, on every server."""
-        return self._publish(self._channels.request, protocol.encode_remote_leave(
+        return self._request(protocol.encode_remote_leave(
             None, self._rooms, self._except, protocol.as_rooms(rooms)))
 
     def disconnect_sockets(self, close=False):
         """Disconnect the selected sockets; ``close`` closes their connection."""
-        return self._publish(self._channels.request,
-                             protocol.encode_remote_disconnect(
-                                 None, self._rooms, self._except, close))
+        return self._request(protocol.encode_remote_disconnect(
+            None, self._rooms, self._except, close))
 
     def server_side_emit(self, event, *args):
         """Send ``event`` to the servers of this namespace (Node's
         ``serverSideEmit``, without acknowledgement)."""
         _check_event(event)
-        return self._publish(self._channels.request,
-                             protocol.encode_server_side_emit(
-                                 protocol.EMITTER_UID, [event, *args]))
+        return self._request(protocol.encode_server_side_emit(
+            protocol.EMITTER_UID, [event, *args]))
+
+    def _request(self, payload):
+        return self._publish(self._channels.request, payload, self._channels)
 
     def emit_with_ack(self, event, *args, timeout=REQUESTS_TIMEOUT):
         """Send ``event`` to the selected sockets and wait for every
@@ -235,8 +237,8 @@ class Emitter:
         self.uid = secrets.token_urlsafe(9)
         self._root = self.of('/')
 
-    def _publish(self, channel, payload):
-        return self._publisher.publish(channel, payload)
+    def _publish(self, channel, payload, channels=None):
+        return self._publisher.publish(channel, payload, channels)
 
     def stats(self):
         """Counters of this emitter (in this process): ``published``,
@@ -245,6 +247,7 @@ class Emitter:
         publisher = self._publisher
         return {'published': publisher.published,
                 'publish_failures': publisher.failures,
+                'partial_deliveries': publisher.partial_deliveries,
                 'connections_opened': publisher.connections_opened}
 
     def _ask(self, channels, entry, payload, timeout):

@@ -275,6 +275,9 @@ class RedisManager(ClusterAPI, socketio.Manager):
 
         - ``published``, ``publish_failures``: publishes that succeeded and
           that raised :class:`~sio_redis_sync.PublishError`;
+          ``partial_deliveries``: those that raised
+          :class:`~sio_redis_sync.PartialDelivery` (a server was subscribing
+          again after an outage);
         - ``received``: messages read from Redis for this server;
           ``dropped_malformed``: those dropped as malformed or too large;
         - ``reconnects``: times the listener reconnected after a loss;
@@ -299,6 +302,7 @@ class RedisManager(ClusterAPI, socketio.Manager):
         return {
             'published': publisher.published,
             'publish_failures': publisher.failures,
+            'partial_deliveries': publisher.partial_deliveries,
             'received': self._received,
             'dropped_malformed': self._dropped_malformed,
             'reconnects': max(listener_.connections - 1, 0) if listener_ else 0,
@@ -362,10 +366,17 @@ class RedisManager(ClusterAPI, socketio.Manager):
         self._listener.subscribe(channels=[channels.request] + responses,
                                  patterns=[channels.broadcast_pattern])
 
-    def _publish(self, channel, payload):
+    def _publish(self, channel, payload, channels=None):
         """PUBLISH within the deadline; a failure is counted, logged with its
-        cause, and raised as PublishError."""
-        return self._publisher.publish(channel, payload)
+        cause, and raised as PublishError. With the namespace's ``channels``,
+        a message that missed a server subscribing again after an outage
+        raises PartialDelivery."""
+        return self._publisher.publish(channel, payload, channels)
+
+    def _publish_request(self, namespace, payload):
+        """A request every server acts on (join, leave, disconnect, ...)."""
+        channels = self._channels_of(namespace)
+        return self._publish(channels.request, payload, channels)
 
     # ------------------------------------------- room bookkeeping, locked
 
@@ -507,7 +518,7 @@ class RedisManager(ClusterAPI, socketio.Manager):
                               self.ack_ttl)
         self._deliver(namespace, data, targets, callback)
         try:
-            self._publish(channel, payload)
+            self._publish(channel, payload, channels)
         except PublishError:
             if callback is not None:
                 self._pending.discard(request_id)
@@ -596,21 +607,21 @@ class RedisManager(ClusterAPI, socketio.Manager):
         """Put ``sid`` (on any server of the cluster) in ``room``."""
         if self._is_local(sid, namespace):
             return self.basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
-        self._publish(self._channels_of(namespace).request,
-                      protocol.encode_remote_join(self.uid, [sid], [], [room]))
+        self._publish_request(namespace,
+                              protocol.encode_remote_join(self.uid, [sid], [], [room]))
 
     def leave_room(self, sid, namespace, room):
         """Take ``sid`` (on any server of the cluster) out of ``room``."""
         if self._is_local(sid, namespace):
             return self.basic_leave_room(sid, namespace, room)
-        self._publish(self._channels_of(namespace).request,
-                      protocol.encode_remote_leave(self.uid, [sid], [], [room]))
+        self._publish_request(namespace,
+                              protocol.encode_remote_leave(self.uid, [sid], [], [room]))
 
     def close_room(self, room, namespace):
         """Empty ``room`` on every server of the cluster."""
         self.basic_close_room(room, namespace)
-        self._publish(self._channels_of(namespace).request,
-                      protocol.encode_remote_leave(self.uid, [room], [], [room]))
+        self._publish_request(namespace,
+                              protocol.encode_remote_leave(self.uid, [room], [], [room]))
 
     def can_disconnect(self, sid, namespace):
         if self._is_local(sid, namespace):
@@ -628,9 +639,9 @@ class RedisManager(ClusterAPI, socketio.Manager):
         self._publish_disconnect(sid, namespace)
 
     def _publish_disconnect(self, sid, namespace, close=False):
-        self._publish(self._channels_of(namespace).request,
-                      protocol.encode_remote_disconnect(self.uid, [sid], [],
-                                                        close))
+        self._publish_request(namespace,
+                              protocol.encode_remote_disconnect(self.uid, [sid], [],
+                                                                close))
 
     # ---------------------------------------------- messages from Redis
 

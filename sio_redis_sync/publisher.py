@@ -12,8 +12,9 @@ import time
 import redis
 
 from . import connection
-from .exceptions import PublishError
-from .transport import PUBLISH_ERRORS
+from .delivery import DeliveryCheck
+from .exceptions import PartialDelivery, PublishError
+from .transport import PUBLISH_ERRORS, numsub
 
 logger = logging.getLogger('sio_redis_sync')
 # first pause between two attempts; doubled each time, within the deadline
@@ -79,13 +80,23 @@ class Publisher:
         self._lock = threading.Lock()
         self.published = 0
         self.failures = 0
+        #: publishes that raised PartialDelivery
+        self.partial_deliveries = 0
+        self.delivery = DeliveryCheck(
+            lambda channel: numsub(self.client, channel), sleep)
 
-    def publish(self, channel, payload):
+    def publish(self, channel, payload, channels=None):
         """PUBLISH ``payload`` on ``channel``.
 
+        :param channels: the namespace's :class:`~sio_redis_sync.protocol.
+                         Channels`, to check that a broadcast or request
+                         reached as many servers as usual (see
+                         :class:`~sio_redis_sync.delivery.DeliveryCheck`).
         :return: how many subscribers received it.
         :raises sio_redis_sync.PublishError: when Redis could not take it
             within the deadline; logged with the cause, and counted.
+        :raises sio_redis_sync.PartialDelivery: when it reached fewer
+            servers than usual because some were subscribing again.
         """
         started = time.monotonic()
         deadline = started + self.timeout
@@ -105,7 +116,24 @@ class Publisher:
                 self._fail(channel, exc, attempts, started)
             with self._lock:
                 self.published += 1
+            if channels is not None:
+                self._check_delivery(channels, channel, receivers)
             return receivers
+
+    def _check_delivery(self, channels, channel, receivers):
+        # every room channel of a namespace reaches the same pattern
+        # subscribers: one count for its broadcasts, one for its requests
+        group = channels.request if channel == channels.request \
+            else channels.broadcast
+        try:
+            self.delivery.check(group, channels.request, channel, receivers)
+        except PartialDelivery as exc:
+            with self._lock:
+                self.partial_deliveries += 1
+            self._log.warning('%s (Redis %s)', exc, self.where)
+            raise
+        except PUBLISH_ERRORS as exc:  # NUMSUB failed: Redis went away again
+            self._fail(channels.request, exc, 1, time.monotonic())
 
     def _publish_once(self, channel, payload):
         pool = self.client.connection_pool

@@ -1,7 +1,8 @@
 """Acceptance: a redis-server of the test's own is killed and restarted 10
 times under a steady emit load, from an Emitter and from a server's event
 handler. No crash, no hung thread; delivery resumes within 1 s of each
-restart; every emit is delivered or raised to its caller.
+restart; every emit is delivered or raised to its caller (PublishError while
+Redis is away, PartialDelivery while a server is subscribing again).
 """
 import logging
 import threading
@@ -41,9 +42,9 @@ class Receiver:
 
 
 class Load(threading.Thread):
-    """Emits ('<name>', seq) every PERIOD until stopped; ``send(seq)`` returns
-    True (Redis took it for every server), False (Redis took it, not for
-    every server) or raises PublishError. Notes (seq, outcome, done_at)."""
+    """Emits ('<name>', seq) every PERIOD until stopped; ``send(seq)``
+    returns (the emit went through) or raises PublishError. Notes
+    (seq, outcome, done_at)."""
 
     def __init__(self, name, send):
         super().__init__(name='load-' + name, daemon=True)
@@ -57,7 +58,8 @@ class Load(threading.Thread):
         while not self.stopping.is_set():
             seq += 1
             try:
-                outcome = 'all' if self.send(seq) else 'not-all'
+                self.send(seq)
+                outcome = 'sent'
             except PublishError:
                 outcome = 'raised'
             except Exception as exc:  # anything else is a failure of the test
@@ -89,15 +91,10 @@ def test_ten_redis_restarts_under_load(own_redis, key, caplog):
     caller.connect(sender.url, transports=['websocket'], wait_timeout=10)
 
     def from_handler(seq):
-        # a handler's emit does not say how many servers Redis reached: the
-        # target counts as reached if it was subscribed when the call began
-        reached = target.manager.ready
-        outcome = caller.call('relay', seq, timeout=10)
-        if outcome == 'raised':
+        if caller.call('relay', seq, timeout=10) == 'raised':
             raise PublishError('relay', RuntimeError('raised in the handler'))
-        return reached
 
-    loads = [Load('emitter', lambda seq: emitter.to('r1').emit('emitter', seq) == 2),
+    loads = [Load('emitter', lambda seq: emitter.to('r1').emit('emitter', seq)),
              Load('handler', from_handler)]
     ready_at = []   # when the target's listener was subscribed again
     spawned_at = []
@@ -131,14 +128,12 @@ def test_ten_redis_restarts_under_load(own_redis, key, caplog):
     for load in loads:
         assert not load.errors, load.errors[:3]
 
-    # every emit that Redis took for every server arrived; nothing arrived
-    # that was not sent; the rest raised, or was sent before the target's
-    # listener was back (Redis said so to the emitter: fewer receivers)
+    # every emit that did not raise arrived; nothing arrived that was not sent
     def undelivered():
         arrived = receiver.snapshot()
         return [(load.event, seq, round(done, 3)) for load in loads
                 for seq, outcome, done in load.results
-                if outcome == 'all' and (load.event, seq) not in arrived]
+                if outcome == 'sent' and (load.event, seq) not in arrived]
     deadline = time.monotonic() + 10
     while undelivered() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -152,17 +147,10 @@ def test_ten_redis_restarts_under_load(own_redis, key, caplog):
         got = {seq for event, seq in arrived if event == load.event}
         assert got <= set(outcomes), 'an emit arrived that was never sent'
         counts = {name: sum(1 for o in outcomes.values() if o == name)
-                  for name in ('all', 'not-all', 'raised')}
-        missing = [seq for seq, outcome in outcomes.items()
-                   if outcome != 'raised' and seq not in got]
-        summary[load.event] = dict(counts, delivered=len(got),
-                                   missing=len(missing))
-        assert counts['raised'] > 0 and counts['all'] > 0, summary
-        for seq, outcome, done in load.results:
-            if seq in missing:  # only while the target was not subscribed
-                assert outcome == 'not-all', (load.event, seq, summary)
-                assert any(spawn - 5 < done < ready + 0.05 for spawn, ready
-                           in zip(spawned_at, ready_at)), (seq, done)
+                  for name in ('sent', 'raised')}
+        summary[load.event] = dict(counts, delivered=len(got))
+        assert counts['raised'] > 0 and counts['sent'] > 0, summary
+        assert len(got) >= counts['sent'], summary
 
     # delivery resumed within RESUME_LIMIT of each spawn of Redis (which is
     # before it answers PING): the first event sent after it, arrived
