@@ -4,6 +4,8 @@ Owns one pooled publisher client and immutable broadcast operators; every call
 is one PUBLISH, byte-identical to what ``@socket.io/redis-emitter`` 5.1.0
 sends for the same call, and a failed publish raises.
 """
+import functools
+
 import redis
 
 from . import protocol
@@ -26,6 +28,58 @@ def publish(client, channel, payload):
         raise PublishError(channel, exc) from exc
 
 
+_PUBLISH = b'*3\r\n$7\r\nPUBLISH\r\n'
+
+
+def publish_many(client, messages):
+    """PUBLISH every ``(channel, payload)`` of ``messages`` in one round trip.
+
+    The commands are packed here (RESP) and written at once on one
+    connection of ``client``'s pool (a ``redis.Redis``, Sentinel's included).
+
+    :return: how many subscribers received each message.
+    :raises PublishError: for the first message Redis refused (after reading
+        every reply), or if the connection failed; none is retried.
+    """
+    pool = client.connection_pool
+    try:
+        connection = _get_connection(pool)
+    except PUBLISH_ERRORS as exc:
+        raise PublishError(messages[0][0], exc) from exc
+    try:
+        encode = connection.encoder.encode
+        parts = []
+        for channel, payload in messages:
+            channel = encode(channel)
+            parts.append(b'%s$%d\r\n%s\r\n$%d\r\n' % (
+                _PUBLISH, len(channel), channel, len(payload)))
+            parts.append(payload)
+            parts.append(b'\r\n')
+        connection.send_packed_command([b''.join(parts)], check_health=False)
+        results, refused = [], None
+        for channel, _ in messages:
+            try:
+                results.append(connection.read_response())
+            except redis.ResponseError as exc:
+                results.append(exc)
+                refused = refused or (channel, exc)
+    except PUBLISH_ERRORS as exc:
+        connection.disconnect()
+        raise PublishError(messages[0][0], exc) from exc
+    finally:
+        pool.release(connection)
+    if refused is not None:
+        raise PublishError(*refused) from refused[1]
+    return results
+
+
+def _get_connection(pool):
+    try:
+        return pool.get_connection()
+    except TypeError:  # redis-py < 5.3 wants a command name
+        return pool.get_connection('PUBLISH')
+
+
 def _check_event(event):
     if event in RESERVED_EVENTS:
         raise ValueError('"%s" is a reserved event name' % event)
@@ -33,6 +87,22 @@ def _check_event(event):
 
 def _namespace(nsp):
     return nsp if nsp.startswith('/') else '/' + nsp
+
+
+@functools.lru_cache(maxsize=1024)
+def _channels(key, nsp):
+    """The (immutable) channel names of ``nsp``, computed once per process."""
+    return protocol.Channels(key, _namespace(nsp))
+
+
+def _encode_emit(channels, event, args, rooms, except_, flags):
+    """``(channel, payload)`` of an emit, as @socket.io/redis-emitter lays it out."""
+    _check_event(event)
+    rooms = protocol.unique_rooms(rooms)
+    payload = protocol.encode_broadcast(
+        protocol.EMITTER_UID, channels.nsp, [event, *args], rooms, except_, flags,
+        emitter_order=True)
+    return channels.for_rooms(rooms), payload
 
 
 class BroadcastOperator:
@@ -82,12 +152,8 @@ class BroadcastOperator:
         :raises TypeError: if an argument cannot be encoded.
         :raises sio_redis_sync.PublishError: if Redis refused the message.
         """
-        _check_event(event)
-        rooms = protocol.unique_rooms(self._rooms)
-        payload = protocol.encode_broadcast(
-            protocol.EMITTER_UID, self._channels.nsp, [event, *args], rooms,
-            self._except, self._flags, emitter_order=True)
-        return self._publish(self._channels.for_rooms(rooms), payload)
+        return self._publish(*_encode_emit(self._channels, event, args, self._rooms,
+                                           self._except, self._flags))
 
     def sockets_join(self, rooms):
         """Make the selected sockets join ``rooms``, on every server."""
@@ -148,8 +214,7 @@ class Emitter:
 
     def of(self, namespace):
         """An operator for ``namespace`` (a missing leading ``/`` is added)."""
-        return BroadcastOperator(self._publish, protocol.Channels(
-            self.key, _namespace(namespace)))
+        return BroadcastOperator(self._publish, _channels(self.key, namespace))
 
     def to(self, room):
         """An operator for the sockets of ``room`` in the ``/`` namespace."""
@@ -186,8 +251,9 @@ class Emitter:
             args = data
         else:
             args = () if data is None else (data,)
-        operator = self.of(namespace or '/').to(to or room).except_(skip_sid)
-        return operator.emit(event, *args)
+        return self._publish(*_encode_emit(
+            _channels(self.key, namespace or '/'), event, args,
+            protocol.as_rooms(to or room), protocol.as_rooms(skip_sid), None))
 
     def sockets_join(self, rooms):
         """Make every socket of ``/`` join ``rooms`` (see ``to()``)."""
@@ -209,3 +275,79 @@ class Emitter:
         """Release the connections (only those of a client it created)."""
         if self._owns_client:
             self.redis.close()
+
+    def pipeline(self):
+        """A batch of emits sent to Redis together, in one round trip.
+
+        The batch has this emitter's API (:meth:`emit`, :meth:`of`,
+        :meth:`to`, :meth:`except_`, :meth:`sockets_join`, ...); each call
+        encodes its message at once (so bad arguments raise at the call) and
+        queues it. The block's end PUBLISHes every queued message through one
+        Redis pipeline, in order; an exception inside the block discards
+        them instead::
+
+            with emitter.pipeline() as batch:
+                for user, pct in progress.items():
+                    batch.emit('progress', pct, to=user)
+                batch.of('/admin').to('ops').emit('alert', 'batch done')
+            print(batch.results)  # subscribers reached, one per message
+
+        Byte for byte, each message is what :meth:`emit` would publish. A
+        batch belongs to one thread; the emitter itself stays shareable.
+
+        :return: a :class:`Batch` (also usable without ``with``: call
+                 :meth:`Batch.execute`).
+        """
+        return Batch(self)
+
+
+class Batch(Emitter):
+    """Emits queued by :meth:`Emitter.pipeline`, published by :meth:`execute`.
+
+    :param emitter: the :class:`Emitter` whose Redis client and key it uses.
+    """
+
+    def __init__(self, emitter):
+        self.redis = emitter.redis
+        self.key = emitter.key
+        self._owns_client = False
+        self._root = self.of('/')
+        self._queued = []
+        #: after :meth:`execute`: how many subscribers got each message
+        self.results = None
+
+    def _publish(self, channel, payload):
+        self._queued.append((channel, payload))
+
+    def __len__(self):
+        return len(self._queued)
+
+    def execute(self):
+        """PUBLISH every queued message, in order, in one round trip.
+
+        :return: how many subscribers received each message.
+        :raises sio_redis_sync.PublishError: if Redis refused a message or
+            could not be reached; the messages before it may have been
+            published, and none is retried.
+        """
+        queued, self._queued = self._queued, []
+        if not queued:
+            self.results = []
+            return self.results
+        self.results = publish_many(self.redis, queued)
+        return self.results
+
+    def close(self):
+        """Discard what is queued (the emitter's connections stay open)."""
+        self._queued = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        if exc_type is None:
+            self.execute()
+        else:
+            self.close()
+
+
