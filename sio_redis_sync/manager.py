@@ -5,6 +5,7 @@ the listener task, and glues them with the wire protocol: local changes are
 applied here, then published; messages from other servers are dispatched by type.
 """
 import functools
+import json
 import logging
 import secrets
 import threading
@@ -40,6 +41,27 @@ def _args(data):
     if isinstance(data, tuple):
         return list(data)
     return [] if data is None else [data]
+
+
+def _event_packets(packet_class, namespace, data):
+    """The Engine.IO packets of an EVENT, encoded once for every recipient.
+
+    Text events of the default JSON packet class are written directly (the
+    same string as ``Packet.encode``, without its per-packet binary scan);
+    anything else, binary data included, goes through ``packet_class``.
+    """
+    if packet_class is sio_packet.Packet and packet_class.json.dumps is json.dumps:
+        try:
+            text = json.dumps(data, separators=(',', ':'))
+        except TypeError:  # bytes somewhere: a binary event
+            pass
+        else:
+            prefix = '2' if namespace == '/' else '2%s,' % namespace
+            return [eio_packet.Packet(eio_packet.MESSAGE, prefix + text)]
+    encoded = packet_class(sio_packet.EVENT, namespace=namespace, data=data).encode()
+    if not isinstance(encoded, list):
+        encoded = [encoded]
+    return [eio_packet.Packet(eio_packet.MESSAGE, p) for p in encoded]
 
 
 def _check_monkey_patched(async_mode):
@@ -370,11 +392,7 @@ class RedisManager(socketio.Manager):
                     sio_packet.EVENT, namespace=namespace, data=data,
                     id=self._generate_ack_id(sid, callback)))
             return
-        encoded = server.packet_class(
-            sio_packet.EVENT, namespace=namespace, data=data).encode()
-        if not isinstance(encoded, list):
-            encoded = [encoded]
-        packets = [eio_packet.Packet(eio_packet.MESSAGE, p) for p in encoded]
+        packets = _event_packets(server.packet_class, namespace, data)
         for eio_sid in targets.values():
             for pkt in packets:
                 server._send_eio_packet(eio_sid, pkt)
