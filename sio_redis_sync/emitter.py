@@ -5,27 +5,23 @@ is one PUBLISH, byte-identical to what ``@socket.io/redis-emitter`` 5.1.0
 sends for the same call, and a failed publish raises.
 """
 import functools
+import secrets
 
 import redis
 
 from . import protocol
+from .cluster import RemoteSocket
 from .exceptions import PublishError
+from .requests import Acks, Replies
+from .transport import PUBLISH_ERRORS, ask, numsub, publish
 
-PUBLISH_ERRORS = (redis.RedisError, OSError)
+__all__ = ['Emitter', 'Batch', 'BroadcastOperator', 'publish', 'publish_many',
+           'PUBLISH_ERRORS']
+# how long the Emitter waits for answers by default (Node's requestsTimeout)
+REQUESTS_TIMEOUT = 5.0
 # @socket.io/redis-emitter refuses these: the servers reserve them
 RESERVED_EVENTS = frozenset(('connect', 'connect_error', 'disconnect',
                              'disconnecting', 'newListener', 'removeListener'))
-
-
-def publish(client, channel, payload):
-    """PUBLISH through ``client``; a Redis failure raises PublishError.
-
-    :return: how many subscribers received the message.
-    """
-    try:
-        return client.publish(channel, payload)
-    except PUBLISH_ERRORS as exc:
-        raise PublishError(channel, exc) from exc
 
 
 _PUBLISH = b'*3\r\n$7\r\nPUBLISH\r\n'
@@ -111,19 +107,28 @@ class BroadcastOperator:
     Immutable: :meth:`to`, :meth:`except_` and the flag helpers return a new
     operator, so one can be kept and shared between threads.
     """
-    __slots__ = ('_publish', '_channels', '_rooms', '_except', '_flags')
+    __slots__ = ('_publish', '_channels', '_rooms', '_except', '_flags',
+                 '_emitter')
 
-    def __init__(self, publish, channels, rooms=(), except_=(), flags=None):
+    def __init__(self, publish, channels, rooms=(), except_=(), flags=None,
+                 emitter=None):
         self._publish = publish
         self._channels = channels
         self._rooms = rooms
         self._except = except_
         self._flags = flags or {}
+        self._emitter = emitter
 
     def _but(self, **changes):
         fields = {'rooms': self._rooms, 'except_': self._except,
-                  'flags': self._flags, **changes}
+                  'flags': self._flags, 'emitter': self._emitter, **changes}
         return BroadcastOperator(self._publish, self._channels, **fields)
+
+    def _ask(self, entry, payload, timeout):
+        if self._emitter is None:
+            raise RuntimeError('this operator only publishes; ask through '
+                               'an Emitter')
+        return self._emitter._ask(self._channels, entry, payload, timeout)
 
     def to(self, room):
         """Target ``room`` too (a room name, a sid, or a list of them)."""
@@ -179,6 +184,71 @@ class BroadcastOperator:
                              protocol.encode_server_side_emit(
                                  protocol.EMITTER_UID, [event, *args]))
 
+    def emit_with_ack(self, event, *args, timeout=REQUESTS_TIMEOUT):
+        """Send ``event`` to the selected sockets and wait for every
+        client's ack (what Node's emitter cannot do).
+
+        :return: one ack per client (its first argument).
+        :raises sio_redis_sync.RequestTimeout: if an ack is missing after
+                                                ``timeout`` seconds; it holds
+                                                the acks that did arrive.
+        """
+        _check_event(event)
+        rooms = protocol.unique_rooms(self._rooms)
+        channels = self._channels
+        return self._ask(
+            lambda servers: Acks('emit_with_ack(%r)' % event, servers),
+            lambda uid, request_id: protocol.encode_broadcast_request(
+                uid, request_id, channels.nsp, [event, *args], rooms,
+                self._except, {**self._flags, 'timeout': int(timeout * 1000)}),
+            timeout)
+
+    def fetch_sockets(self, timeout=REQUESTS_TIMEOUT):
+        """The selected sockets of the cluster, as
+        :class:`~sio_redis_sync.RemoteSocket` (their ``emit``, ``join``,
+        ``leave`` and ``disconnect`` publish through this emitter).
+
+        :raises sio_redis_sync.RequestTimeout: if a server did not answer in
+                                                time.
+        """
+        rooms = protocol.unique_rooms(self._rooms)
+        answers = self._ask(
+            lambda servers: Replies('fetch_sockets', 'sockets', servers),
+            lambda uid, request_id: protocol.encode_fetch_sockets(
+                uid, request_id, rooms, self._except), timeout)
+        return [RemoteSocket(self._emitter, self._channels.nsp, details)
+                for answer in answers if isinstance(answer, list)
+                for details in answer
+                if isinstance(details, dict) and 'id' in details]
+
+    def all_rooms(self, timeout=REQUESTS_TIMEOUT):
+        """Every room of the namespace on every server, sids included."""
+        answers = self._ask(
+            lambda servers: Replies('all_rooms', 'rooms', servers),
+            protocol.encode_all_rooms, timeout)
+        return {room for answer in answers if isinstance(answer, list)
+                for room in answer if isinstance(room, (str, int))}
+
+    def server_side_call(self, event, *args, timeout=REQUESTS_TIMEOUT):
+        """Send ``event`` to every server of the namespace and wait for each
+        one's answer (Node's ``serverSideEmitWithAck``).
+
+        :raises sio_redis_sync.RequestTimeout: if a server did not answer in
+                                                time.
+        """
+        _check_event(event)
+        return self._ask(
+            lambda servers: Replies('server_side_call(%r)' % event, 'data',
+                                    servers),
+            lambda uid, request_id: protocol.encode_server_side_emit(
+                uid, [event, *args], request_id), timeout)
+
+    def server_count(self):
+        """How many servers serve this namespace (PUBSUB NUMSUB)."""
+        if self._emitter is None:
+            raise RuntimeError('this operator only publishes')
+        return numsub(self._emitter.redis, self._channels.request)
+
 
 class Emitter:
     """Emit to a Socket.IO cluster (Python or Node servers) through Redis.
@@ -207,14 +277,21 @@ class Emitter:
             self.redis = url_or_client
             self._owns_client = False
         self.key = key
+        #: this emitter's id in the requests it sends (answers come back to it)
+        self.uid = secrets.token_urlsafe(9)
         self._root = self.of('/')
 
     def _publish(self, channel, payload):
         return publish(self.redis, channel, payload)
 
+    def _ask(self, channels, entry, payload, timeout):
+        return ask(self.redis, channels, self.uid, entry,
+                   lambda request_id: payload(self.uid, request_id), timeout)
+
     def of(self, namespace):
         """An operator for ``namespace`` (a missing leading ``/`` is added)."""
-        return BroadcastOperator(self._publish, _channels(self.key, namespace))
+        return BroadcastOperator(self._publish, _channels(self.key, namespace),
+                                 emitter=self)
 
     def to(self, room):
         """An operator for the sockets of ``room`` in the ``/`` namespace."""
@@ -247,29 +324,63 @@ class Emitter:
         :raises TypeError: if ``data`` cannot be encoded.
         :raises sio_redis_sync.PublishError: if Redis refused the message.
         """
-        if isinstance(data, tuple):
-            args = data
-        else:
-            args = () if data is None else (data,)
         return self._publish(*_encode_emit(
-            _channels(self.key, namespace or '/'), event, args,
+            _channels(self.key, namespace or '/'), event, protocol.as_args(data),
             protocol.as_rooms(to or room), protocol.as_rooms(skip_sid), None))
 
-    def sockets_join(self, rooms):
-        """Make every socket of ``/`` join ``rooms`` (see ``to()``)."""
-        return self._root.sockets_join(rooms)
+    def _select(self, room, skip, namespace):
+        return self.of(namespace).to(room).except_(skip)
 
-    def sockets_leave(self, rooms):
-        """Make every socket of ``/`` leave ``rooms``."""
-        return self._root.sockets_leave(rooms)
+    def sockets_join(self, rooms, room=None, skip=None, namespace='/'):
+        """Make the sockets of ``room`` (all if None) but those of ``skip``
+        join ``rooms``, on every server (like ``to(room).sockets_join()``)."""
+        return self._select(room, skip, namespace).sockets_join(rooms)
 
-    def disconnect_sockets(self, close=False):
-        """Disconnect every socket of ``/``."""
-        return self._root.disconnect_sockets(close)
+    def sockets_leave(self, rooms, room=None, skip=None, namespace='/'):
+        """Make the selected sockets leave ``rooms``, on every server."""
+        return self._select(room, skip, namespace).sockets_leave(rooms)
 
-    def server_side_emit(self, event, *args):
-        """Send ``event`` to the servers of ``/`` (Node's ``serverSideEmit``)."""
-        return self._root.server_side_emit(event, *args)
+    def disconnect_sockets(self, close=False, room=None, skip=None,
+                           namespace='/'):
+        """Disconnect the selected sockets (every socket of ``namespace`` if
+        ``room`` is None)."""
+        return self._select(room, skip, namespace).disconnect_sockets(close)
+
+    def server_side_emit(self, event, *args, namespace='/'):
+        """Send ``event`` to the servers of ``namespace`` (Node's
+        ``serverSideEmit``)."""
+        return self.of(namespace).server_side_emit(event, *args)
+
+    def server_side_call(self, event, *args, namespace='/',
+                         timeout=REQUESTS_TIMEOUT):
+        """Send ``event`` to every server and wait for each one's answer."""
+        return self.of(namespace).server_side_call(event, *args,
+                                                   timeout=timeout)
+
+    def emit_with_ack(self, event, data=None, to=None, room=None,
+                      skip_sid=None, namespace=None, timeout=REQUESTS_TIMEOUT):
+        """Like :meth:`emit`, and wait for every targeted client's ack.
+
+        :return: one ack per client (its first argument).
+        :raises sio_redis_sync.RequestTimeout: if an ack is missing after
+                                                ``timeout`` seconds.
+        """
+        operator = self._select(to or room, skip_sid, namespace or '/')
+        return operator.emit_with_ack(event, *protocol.as_args(data), timeout=timeout)
+
+    def fetch_sockets(self, room=None, namespace='/', skip=None,
+                      timeout=REQUESTS_TIMEOUT):
+        """The sockets of the cluster in ``room`` (all if None) but those in
+        ``skip``, as :class:`~sio_redis_sync.RemoteSocket`."""
+        return self._select(room, skip, namespace).fetch_sockets(timeout)
+
+    def all_rooms(self, namespace='/', timeout=REQUESTS_TIMEOUT):
+        """Every room of ``namespace`` on every server, sids included."""
+        return self.of(namespace).all_rooms(timeout)
+
+    def server_count(self, namespace='/'):
+        """How many servers serve ``namespace`` (PUBSUB NUMSUB)."""
+        return self.of(namespace).server_count()
 
     def close(self):
         """Release the connections (only those of a client it created)."""
@@ -310,6 +421,7 @@ class Batch(Emitter):
     def __init__(self, emitter):
         self.redis = emitter.redis
         self.key = emitter.key
+        self.uid = emitter.uid
         self._owns_client = False
         self._root = self.of('/')
         self._queued = []
@@ -318,6 +430,9 @@ class Batch(Emitter):
 
     def _publish(self, channel, payload):
         self._queued.append((channel, payload))
+
+    def _ask(self, channels, entry, payload, timeout):
+        raise RuntimeError('a Batch only publishes: ask through the Emitter')
 
     def __len__(self):
         return len(self._queued)

@@ -29,3 +29,25 @@ class PublishError(SioRedisError):
         super().__init__(
             'could not publish to Redis channel %r: %s: %s'
             % (channel, type(cause).__name__, cause))
+
+
+class RequestTimeout(SioRedisError, TimeoutError):
+    """Not every server answered a cluster request in time.
+
+    Carries what did arrive: ``replies`` (the answers or acks so far),
+    ``received`` of ``expected`` servers, and for acks ``acks`` as
+    ``(arrived, expected)``.
+    """
+
+    def __init__(self, what, timeout, replies, received, expected, acks=None):
+        self.what = what
+        self.timeout = timeout
+        self.replies = replies
+        self.received = received
+        self.expected = expected
+        self.acks = acks
+        message = '%s timed out after %.3g s: %d of %d servers responded' % (
+            what, timeout, received, expected)
+        if acks is not None:
+            message += ', %d of %d client acks arrived' % acks
+        super().__init__(message)

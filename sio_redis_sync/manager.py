@@ -5,10 +5,12 @@ the listener task, and glues them with the wire protocol: local changes are
 applied here, then published; messages from other servers are dispatched by type.
 """
 import functools
+import heapq
 import json
 import logging
 import secrets
 import threading
+import time
 
 import redis
 import socketio
@@ -16,11 +18,12 @@ from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
 from . import protocol
-from .emitter import publish
-from .exceptions import ProtocolError, PublishError
+from .cluster import ClusterAPI, handshake
+from .exceptions import ProtocolError, PublishError, SioRedisError
 from .listener import Listener
 from .protocol import RequestType
-from .requests import PendingAcks
+from .requests import AckCallback, PendingRequests, new_request_id
+from .transport import publish
 
 default_logger = logging.getLogger('sio_redis_sync')
 
@@ -34,13 +37,6 @@ MAX_MESSAGE_SIZE = 32 * 1024 * 1024
 # How long a callback waits for acks from clients on other servers; then it is
 # forgotten (python-socketio's call() gives up after 60 s by default).
 ACK_TTL = 60.0
-
-
-def _args(data):
-    """python-socketio's ``data``: a tuple is several arguments, None none."""
-    if isinstance(data, tuple):
-        return list(data)
-    return [] if data is None else [data]
 
 
 def _event_packets(packet_class, namespace, data):
@@ -84,7 +80,7 @@ def _check_monkey_patched(async_mode):
                else 'gevent.monkey.patch_all()'))
 
 
-class RedisManager(socketio.Manager):
+class RedisManager(ClusterAPI, socketio.Manager):
     """A client manager that joins servers into one Socket.IO cluster through
     Redis, speaking the wire protocol of Node's ``@socket.io/redis-adapter``.
 
@@ -93,6 +89,12 @@ class RedisManager(socketio.Manager):
     the Redis adapter, ``@socket.io/redis-emitter`` and
     :class:`sio_redis_sync.Emitter` on the same Redis and key are part of the
     same cluster.
+
+    Beyond python-socketio's API it has Node's cluster API:
+    :meth:`fetch_sockets`, :meth:`all_rooms`, :meth:`server_count`,
+    :meth:`server_side_emit` / :meth:`server_side_call` / :meth:`on`,
+    :meth:`sockets_join`, :meth:`sockets_leave`, :meth:`disconnect_sockets`
+    and :meth:`emit_with_ack`.
 
     :param url: the Redis URL (``redis://``, ``rediss://``, ``unix://``).
     :param key: the channel prefix; Node's ``key`` option (default
@@ -104,6 +106,9 @@ class RedisManager(socketio.Manager):
                           always forced off).
     :param requests_timeout: seconds to wait for other servers' answers;
                              Node's ``requestsTimeout``.
+    :param ack_ttl: seconds a python-socketio ``emit(..., callback=...)``
+                    waits for acks; then the callback is forgotten, for
+                    clients of this server as for those of others.
     :param logger: a logger; default ``logging.getLogger('sio_redis_sync')``.
     :param max_message_size: messages from Redis larger than this many bytes
                              are logged and dropped undecoded; None for no
@@ -113,7 +118,8 @@ class RedisManager(socketio.Manager):
 
     def __init__(self, url='redis://localhost:6379/0', key=protocol.DEFAULT_KEY,
                  write_only=False, redis_options=None, requests_timeout=5.0,
-                 logger=None, max_message_size=MAX_MESSAGE_SIZE):
+                 logger=None, max_message_size=MAX_MESSAGE_SIZE,
+                 ack_ttl=ACK_TTL):
         super().__init__()
         self.url = url
         self.key = key
@@ -121,6 +127,7 @@ class RedisManager(socketio.Manager):
         self.redis_options = dict(redis_options or {})
         self.redis_options['decode_responses'] = False
         self.requests_timeout = requests_timeout
+        self.ack_ttl = ack_ttl
         self.max_message_size = max_message_size
         self.logger = logger
         self._log = logger or default_logger
@@ -138,11 +145,50 @@ class RedisManager(socketio.Manager):
             RequestType.REMOTE_DISCONNECT: self._on_remote_disconnect,
             RequestType.BROADCAST: self._on_broadcast_request,
         }
-        self._acks = PendingAcks()
+        # answered off the listener thread: they read many sockets or run
+        # the application's code
+        self._background_requests = {
+            RequestType.SOCKETS: self._on_sockets,
+            RequestType.ALL_ROOMS: self._on_all_rooms,
+            RequestType.REMOTE_FETCH: self._on_fetch_sockets,
+            RequestType.SERVER_SIDE_EMIT: self._on_server_side_emit,
+        }
+        self._pending = PendingRequests()
+        self._server_handlers = {}  # (namespace, event) -> handler
+        self._handshakes = {}       # (namespace, sid) -> Node-shaped handshake
+        self._auth = {}             # (eio_sid, namespace) -> auth, while connecting
+        self._ack_deadlines = []    # heap of (deadline, sid, ack id)
         #: publishes that failed (each one also raised to its caller)
         self.publish_failures = 0
 
     # ------------------------------------------------------------ lifecycle
+
+    def set_server(self, server):
+        super().set_server(server)
+        # python-socketio keeps no client's auth payload; Node's handshake has
+        # it, so note it while the connection is being accepted
+        original = getattr(server, '_handle_connect', None)
+        if original is None or getattr(original, 'sio_redis_sync', False):
+            return
+
+        @functools.wraps(original)
+        def handle_connect(eio_sid, namespace, data):
+            key = (eio_sid, namespace or '/')
+            self._auth[key] = data
+            try:
+                return original(eio_sid, namespace, data)
+            finally:
+                self._auth.pop(key, None)
+        handle_connect.sio_redis_sync = True
+        server._handle_connect = handle_connect
+
+    def _spawn(self, target, *args):
+        """Run ``target(*args)`` in a background task of the server (a thread
+        or a green thread), so that it never holds up the listener."""
+        if self.server is not None:
+            self.server.start_background_task(target, *args)
+        else:
+            threading.Thread(target=target, args=args, daemon=True).start()
 
     def initialize(self):
         """Start listening (called by the server on its first connection).
@@ -253,15 +299,29 @@ class RedisManager(socketio.Manager):
 
     def connect(self, sid, namespace):
         with self._lock:
-            return super().connect(sid, namespace)
+            sid = super().connect(sid, namespace)
+        server = self.server
+        if sid is not None and server is not None:
+            eio_sid = self.eio_sid_from_sid(sid, namespace)
+            self._handshakes[(namespace, sid)] = handshake(
+                server.environ.get(eio_sid, {}),
+                self._auth.get((eio_sid, namespace)))
+        return sid
 
     def pre_disconnect(self, sid, namespace):
         with self._lock:
             return super().pre_disconnect(sid, namespace)
 
     def basic_disconnect(self, sid, namespace, **kwargs):
+        self._handshakes.pop((namespace, sid), None)
         with self._lock:
             return super().basic_disconnect(sid, namespace, **kwargs)
+
+    def _handshake_of(self, sid, namespace):
+        found = self._handshakes.get((namespace, sid))
+        if found is None:  # connected before this manager kept handshakes
+            found = handshake({})
+        return found
 
     def basic_enter_room(self, sid, namespace, room, eio_sid=None):
         with self._lock:
@@ -344,7 +404,7 @@ class RedisManager(socketio.Manager):
         namespace = namespace or '/'
         rooms = protocol.unique_rooms(protocol.as_rooms(to or room))
         skip = protocol.as_rooms(skip_sid)
-        data = [event] + _args(data)
+        data = [event] + protocol.as_args(data)
         targets = self._select(namespace, rooms, skip)
         if kwargs.get('ignore_queue') or self._all_local_sids(namespace, rooms):
             self._deliver(namespace, data, targets, callback)
@@ -355,54 +415,95 @@ class RedisManager(socketio.Manager):
             payload = protocol.encode_broadcast(self.uid, namespace, data,
                                                 rooms, skip)
         else:
-            self._listen_for_acks(namespace)
-            request_id = secrets.token_urlsafe(12)
+            self._listen_for_responses(namespace)
+            request_id = new_request_id()
             single = len(rooms) == 1 and not targets
-            flags = {'timeout': int(ACK_TTL * 1000)}
+            flags = {'timeout': int(self.ack_ttl * 1000)}
             if single:
                 flags['expectSingleResponse'] = True
             channel = channels.request
             payload = protocol.encode_broadcast_request(
                 self.uid, request_id, namespace, data, rooms, skip, flags)
-            self._acks.add(request_id, callback, ACK_TTL, single)
+            self._pending.add(request_id,
+                              AckCallback(callback, single, self._spawn),
+                              self.ack_ttl)
         self._deliver(namespace, data, targets, callback)
         try:
             self._publish(channel, payload)
         except PublishError:
             if callback is not None:
-                self._acks.discard(request_id)
+                self._pending.discard(request_id)
             raise
 
-    def _listen_for_acks(self, namespace):
+    def _listen_for_responses(self, namespace):
+        """Make sure answers from other servers reach this manager: start the
+        listener if needed and wait until ``namespace`` is subscribed."""
         if self.write_only:
-            raise RuntimeError('a write_only RedisManager never hears acks: '
-                               'emit without a callback')
+            raise RuntimeError('a write_only RedisManager never hears acks or '
+                               'answers: emit without a callback, or use a '
+                               'listening manager')
         if self._listener is None:
             self.initialize()
         self._subscribe(namespace)
+        listener = self._listener
+        if listener is None or not listener.ready.wait(READY_TIMEOUT):
+            raise SioRedisError('not subscribed to Redis: answers from other '
+                                'servers could not be received')
 
-    def _deliver(self, namespace, data, targets, callback=None):
-        """Send an event to the local sockets ``targets`` ({sid: eio_sid})."""
+    def _deliver(self, namespace, data, targets, callback=None, ttl=None):
+        """Send an event to the local sockets ``targets`` ({sid: eio_sid}).
+
+        With a ``callback``, each client gets its own ack id, kept ``ttl``
+        seconds (default ``ack_ttl``); returns ``{sid: ack id}``.
+        """
         if not targets:
-            return
+            return {}
         server = self.server
         if callback is not None:
+            ack_ids = {}
             for sid, eio_sid in targets.items():
+                ack_ids[sid] = self._generate_ack_id(sid, callback, ttl)
                 server._send_packet(eio_sid, server.packet_class(
                     sio_packet.EVENT, namespace=namespace, data=data,
-                    id=self._generate_ack_id(sid, callback)))
-            return
+                    id=ack_ids[sid]))
+            return ack_ids
         packets = _event_packets(server.packet_class, namespace, data)
         for eio_sid in targets.values():
             for pkt in packets:
                 server._send_eio_packet(eio_sid, pkt)
+        return {}
 
-    def _generate_ack_id(self, sid, callback):
+    def _generate_ack_id(self, sid, callback, ttl=None):
+        """An ack id for ``callback``, forgotten after ``ttl`` seconds
+        (python-socketio keeps unanswered ones until the client leaves)."""
+        now = time.monotonic()
         with self._lock:
-            return super()._generate_ack_id(sid, callback)
+            self._expire_acks(now)
+            ack_id = super()._generate_ack_id(sid, callback)
+            heapq.heappush(self._ack_deadlines, (
+                now + (self.ack_ttl if ttl is None else ttl), sid, ack_id))
+        return ack_id
+
+    def _expire_acks(self, now):
+        deadlines = self._ack_deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _, sid, ack_id = heapq.heappop(deadlines)
+            self._forget_ack(sid, ack_id)
+
+    def _forget_ack(self, sid, ack_id):
+        # python-socketio's id counter (key 0) stays: a late ack must never
+        # meet a new callback under a reused id
+        self.callbacks.get(sid, {}).pop(ack_id, None)
+
+    def _forget_acks(self, ack_ids):
+        """Drop the callbacks of ``{sid: ack id}`` (their request is over)."""
+        with self._lock:
+            for sid, ack_id in ack_ids.items():
+                self._forget_ack(sid, ack_id)
 
     def trigger_callback(self, sid, id, data):
         with self._lock:
+            self._expire_acks(time.monotonic())
             callback = self.callbacks.get(sid, {}).pop(id, None)
         if callback is None:
             self._log.warning('Unknown callback received, ignoring.')
@@ -490,28 +591,26 @@ class RedisManager(socketio.Manager):
 
     def _on_request(self, namespace, channel, data):
         request = protocol.decode_request(data)
+        if request.uid == self.uid or request.request_id in self._pending:
+            return  # this server's own: it acted or answered already
         handler = self._request_handlers.get(request.type)
-        if handler is None:
-            self._log.debug('request type %s is not served yet', request.type.name)
-            return
-        if request.uid == self.uid:
-            return  # this server applied it before publishing
-        handler(namespace, request)
+        if handler is not None:
+            handler(namespace, request)
+        else:
+            self._spawn(self._answer_request,
+                        self._background_requests[request.type], namespace,
+                        request)
+
+    def _answer_request(self, handler, namespace, request):
+        try:
+            handler(namespace, request)
+        except PublishError:
+            pass  # logged and counted by _publish; the requester times out
 
     def _on_response(self, namespace, channel, data):
         response = protocol.decode_response(data)
-        if response.get('type') != RequestType.BROADCAST_ACK:
-            return  # client counts and answers to other servers' requests
-        callback = self._acks.pop_callback(response['requestId'])
-        if callback is None:
-            return  # another server's request, or one that expired
-        ack = response.get('packet')
-        if self.server is not None:
-            # the application's callback runs in its own task, so a slow
-            # one cannot stall the listener
-            self.server.start_background_task(callback, ack)
-        else:
-            callback(ack)
+        # unknown ids are other servers' requests, or expired ones
+        self._pending.feed(response['requestId'], response)
 
     def _on_broadcast_request(self, namespace, request):
         """BROADCAST (7) from another server: deliver with a callback per
@@ -520,9 +619,12 @@ class RedisManager(socketio.Manager):
         responses = self._channels_of(namespace).response
         self._publish(responses, protocol.encode_client_count(
             request.request_id, len(targets)))
+        timeout = request.flags.get('timeout')
         self._deliver(namespace, request.packet['data'], targets,
                       functools.partial(self._send_ack, responses,
-                                        request.request_id))
+                                        request.request_id),
+                      ttl=timeout / 1000 if isinstance(timeout, (int, float))
+                      and timeout > 0 else None)
 
     def _send_ack(self, channel, request_id, *args):
         self._publish(channel, protocol.encode_broadcast_ack(

@@ -130,6 +130,14 @@ def as_rooms(value) -> tuple:
     return (value,)
 
 
+def as_args(data) -> list:
+    """python-socketio's ``data`` argument: a tuple is several arguments,
+    None is none, anything else is one."""
+    if isinstance(data, tuple):
+        return list(data)
+    return [] if data is None else [data]
+
+
 def unique_rooms(rooms) -> list:
     """Deduplicate, keep the order (Node keeps rooms in a Set)."""
     return list(dict.fromkeys(rooms)) if rooms else []
@@ -193,6 +201,20 @@ def encode_server_side_emit(uid, data: list, request_id=None) -> bytes:
     body['type'] = RequestType.SERVER_SIDE_EMIT.value
     body['data'] = data
     return dumps_json(body)
+
+
+def encode_all_rooms(uid, request_id) -> bytes:
+    """ALL_ROOMS (1): every server answers with its room names."""
+    return dumps_json({'uid': uid, 'requestId': request_id,
+                       'type': RequestType.ALL_ROOMS.value})
+
+
+def encode_fetch_sockets(uid, request_id, rooms=(), except_=()) -> bytes:
+    """REMOTE_FETCH (5): every server answers with its sockets selected by
+    ``rooms``/``except_``."""
+    return dumps_json({'uid': uid, 'requestId': request_id,
+                       'type': RequestType.REMOTE_FETCH.value,
+                       'opts': _opts(rooms, except_)})
 
 
 def encode_broadcast_request(uid, request_id, nsp, data: list, rooms=(),

@@ -192,8 +192,9 @@ class NodeServer(_NodeProcess):
     name = 'node-server'
     exits_on_eof = False     # stop() sends SIGTERM (stdin EOF is only a safety net)
 
-    def __init__(self, redis_url, key, ready_timeout=20.0):
-        super().__init__('--redis', redis_url, '--key', key, '--port', 0)
+    def __init__(self, redis_url, key, ready_timeout=20.0, requests_timeout=5.0):
+        super().__init__('--redis', redis_url, '--key', key, '--port', 0,
+                         '--requests-timeout', int(requests_timeout * 1000))
         try:
             line = self.wait(self._ready_line, ready_timeout, 'READY <port>')
         except AssertionError:

@@ -179,7 +179,7 @@ class PyServer:
 class PyClient:
     """A real ``socketio.Client`` over WebSocket that records what it gets."""
 
-    def __init__(self, url, namespace='/', rooms=()):
+    def __init__(self, url, namespace='/', rooms=(), auth=None):
         self.namespace = namespace
         self.recorder = Recorder()
         self.client = socketio.Client()
@@ -188,7 +188,7 @@ class PyClient:
         self.client.on('disconnect', lambda *a: self.disconnected.set(),
                        namespace=namespace)
         query = '?rooms=' + ','.join(rooms) if rooms else ''
-        self.client.connect(url + query, namespaces=[namespace],
+        self.client.connect(url + query, namespaces=[namespace], auth=auth,
                             transports=['websocket'], wait_timeout=10)
         self.sid = self.client.get_sid(namespace)
 

@@ -11,7 +11,7 @@ import threading
 import pytest
 from werkzeug.serving import make_server
 
-from rig import PyClient, wait_until
+from rig import PyClient, PyServer, wait_until
 
 README = pathlib.Path(__file__).resolve().parent.parent / 'README.md'
 
@@ -24,7 +24,7 @@ def python_blocks():
 def snippets(redis_url):
     blocks = [b.replace('redis://localhost:6379/0', redis_url)
               for b in python_blocks()]
-    assert len(blocks) == 4, 'update this test with the README'
+    assert len(blocks) == 5, 'update this test with the README'
     return blocks
 
 
@@ -66,3 +66,23 @@ def test_plain_python_socketio_snippet(snippets):
     sio = namespace['sio']
     assert type(sio.manager).__name__ == 'RedisManager'
     sio.manager.close()
+
+
+def test_cluster_api_snippet(snippets, redis_url, key, capsys):
+    """The cluster API block, on two real servers with a client in room1
+    that votes; the Emitter's default key is swapped for the test's."""
+    source = snippets[4].replace("Emitter('%s')" % redis_url,
+                                 'Emitter(%r, key=%r)' % (redis_url, key))
+    with PyServer(redis_url, key) as a, PyServer(redis_url, key) as b:
+        a.start_listening()
+        b.start_listening()
+        b.manager.on('reload', lambda version: 'b reloaded %d' % version)
+        with PyClient(b.url, rooms=['room1']) as voter, \
+                PyClient(a.url, rooms=['banned']) as banned:
+            voter.client.on('vote', lambda question: 'yes')
+            exec(compile(source, 'README-cluster', 'exec'), {'sio': a.sio})
+            assert voter.wait_for('hello') == ['you']
+            assert 'vip' in b.sio.rooms(voter.sid)
+            assert banned.disconnected.wait(5)
+    out = capsys.readouterr().out
+    assert voter.sid in out and "'b reloaded 7'" in out and "['yes']" in out

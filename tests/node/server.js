@@ -34,7 +34,12 @@ function localSocket(nsp, sid) {
 
 async function fetchSockets(nsp, op) {
   const sockets = await target(nsp, op).fetchSockets();
-  return sockets.map((s) => ({ id: s.id, rooms: [...s.rooms], data: s.data }));
+  return sockets.map((s) => ({
+    id: s.id,
+    rooms: [...s.rooms],
+    data: s.data,
+    handshake: s.handshake,
+  }));
 }
 
 /** Carry out one control operation; returns the extra fields of the ack. */
@@ -60,12 +65,39 @@ async function runOp(io, op) {
     case "serverSideEmit":
       nsp.serverSideEmit(op.event, ...decodeBin(op.args || []));
       return {};
+    case "serverSideEmitWithAck": {
+      // SERVER_SIDE_EMIT with a requestId; on timeout, the partial answers
+      try {
+        // the adapter's requestsTimeout (--requests-timeout) bounds the wait
+        const responses = await nsp.serverSideEmitWithAck(op.event, ...decodeBin(op.args || []));
+        return { responses: encodeBin(responses) };
+      } catch (err) {
+        return { timedOut: true, error: String(err), responses: encodeBin(err.responses || []) };
+      }
+    }
+    case "remoteSocket": {
+      // the RemoteSocket API on one fetched socket, wherever it lives
+      const [socket] = await nsp.in(op.sid).fetchSockets();
+      if (!socket) return { found: false };
+      if (op.action === "emit") socket.emit(op.event, ...decodeBin(op.args || []));
+      else if (op.action === "join") socket.join(op.room);
+      else if (op.action === "leave") socket.leave(op.room);
+      else if (op.action === "disconnect") socket.disconnect(!!op.close);
+      else throw new Error(`unknown remoteSocket action ${op.action}`);
+      return { found: true };
+    }
     case "serverSideEmits":
       return { events: encodeBin(serverSideEmits.get(nsp.name) || []) };
     case "fetchSockets":
-      return { sockets: await fetchSockets(nsp, op) };
+      try {
+        return { sockets: await fetchSockets(nsp, op) };
+      } catch (err) {
+        return { timedOut: true, error: String(err) };
+      }
     case "allRooms":
       return { rooms: [...(await nsp.adapter.allRooms())] };
+    case "serverCount":
+      return { count: await nsp.adapter.serverCount() };
     case "emitWithAck": {
       // BROADCAST (7) across the cluster; on timeout, the partial answers
       try {
@@ -92,8 +124,17 @@ function recordServerSideEmits(nsp) {
   };
 }
 
+/** Answer server-side `ask` events from the cluster with what they carried. */
+function answerServerSideAsks(nsp) {
+  nsp.on("ask", (...args) => {
+    const ack = typeof args[args.length - 1] === "function" ? args.pop() : null;
+    if (ack) ack({ server: "node", args: encodeBin(args) });
+  });
+}
+
 function onConnection(io, pub, socket) {
   socket.join(roomsOf(socket.handshake));
+  socket.data = { server: "node" };
   socket.on("ctl", async (op, ack) => {
     let reply;
     try {
@@ -140,10 +181,15 @@ async function main() {
   const subId = await sub.clientId();
 
   const httpServer = http.createServer();
-  const io = new Server(httpServer, { adapter: createAdapter(pub, sub, { key: flags.key }) });
+  const adapter = createAdapter(pub, sub, {
+    key: flags.key,
+    requestsTimeout: Number(flags["requests-timeout"] || 5000),
+  });
+  const io = new Server(httpServer, { adapter });
   for (const name of NAMESPACES) {
     const nsp = io.of(name);
     recordServerSideEmits(nsp);
+    answerServerSideAsks(nsp);
     nsp.on("connection", (socket) => onConnection(io, pub, socket));
   }
   const port = await listen(httpServer, Number(flags.port || 0));

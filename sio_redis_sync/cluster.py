@@ -1,0 +1,377 @@
+"""The cluster API of RedisManager: ask every server, act on every server.
+
+Owns the requester side (fetch_sockets, all_rooms, server_count, server-side
+events, sockets_join/leave, disconnect_sockets, emit_with_ack), the answers to
+Node's requests 0, 1, 5 and 6, RemoteSocket and the Node-shaped handshake.
+"""
+import time
+import urllib.parse
+
+from . import protocol
+from .exceptions import SioRedisError
+from .protocol import RequestType
+from .requests import Acks, Replies, new_request_id
+from .transport import numsub
+
+# Python's strftime gives the zone's abbreviation where Node prints its name
+_JS_DATE = '%a %b %d %Y %H:%M:%S GMT%z'
+
+
+def handshake(environ, auth=None, now=None):
+    """A Node-shaped ``socket.handshake`` built from a WSGI ``environ``:
+    ``headers, time, address, xdomain, secure, issued, url, query, auth``.
+
+    :param now: the connection time in seconds since the epoch.
+    """
+    now = time.time() if now is None else now
+    headers = {}
+    for name, value in environ.items():
+        if name.startswith('HTTP_'):
+            headers[name[5:].replace('_', '-').lower()] = value
+        elif name in ('CONTENT_TYPE', 'CONTENT_LENGTH') and value:
+            headers[name.replace('_', '-').lower()] = value
+    query_string = environ.get('QUERY_STRING', '')
+    query = {}
+    for name, values in urllib.parse.parse_qs(
+            query_string, keep_blank_values=True).items():
+        query[name] = values[0] if len(values) == 1 else values
+    url = environ.get('RAW_URI') or environ.get('REQUEST_URI') or (
+        urllib.parse.quote(environ.get('PATH_INFO', '/'))
+        + ('?' + query_string if query_string else ''))
+    local = time.localtime(now)
+    return {
+        'headers': headers,
+        'time': '%s (%s)' % (time.strftime(_JS_DATE, local), local.tm_zone),
+        'address': environ.get('REMOTE_ADDR', ''),
+        'xdomain': 'origin' in headers,
+        'secure': environ.get('wsgi.url_scheme') == 'https',
+        'issued': int(now * 1000),
+        'url': url,
+        'query': query,
+        'auth': auth if isinstance(auth, dict) else {},
+    }
+
+
+class RemoteSocket:
+    """A socket of the cluster, as :meth:`ClusterAPI.fetch_sockets` returns
+    it, on this server or any other (Python or Node).
+
+    :ivar id: its sid.
+    :ivar handshake: Node's ``socket.handshake`` (headers, query, auth, ...).
+    :ivar rooms: the rooms it is in, its own sid included.
+    :ivar data: Node's ``socket.data``; for Python sockets, the
+                python-socketio session of its namespace.
+    """
+    __slots__ = ('id', 'handshake', 'rooms', 'data', 'namespace', '_manager')
+
+    def __init__(self, manager, namespace, details):
+        self._manager = manager
+        self.namespace = namespace
+        self.id = details.get('id')
+        self.handshake = details.get('handshake') or {}
+        self.rooms = list(details.get('rooms') or ())
+        self.data = details.get('data')
+
+    def emit(self, event, *args, callback=None):
+        """Send ``event`` to this socket, wherever it is connected; a
+        ``callback`` gets its ack (not from an Emitter's sockets)."""
+        extra = {} if callback is None else {'callback': callback}
+        self._manager.emit(event, args, namespace=self.namespace, to=self.id,
+                           **extra)
+
+    def join(self, room):
+        """Put this socket in ``room`` (a room or a list of rooms)."""
+        self._manager.sockets_join(room, room=self.id, namespace=self.namespace)
+
+    def leave(self, room):
+        """Take this socket out of ``room`` (a room or a list of rooms)."""
+        self._manager.sockets_leave(room, room=self.id, namespace=self.namespace)
+
+    def disconnect(self, close=False):
+        """Disconnect this socket; ``close`` also closes its connection."""
+        self._manager.disconnect_sockets(close, room=self.id,
+                                         namespace=self.namespace)
+
+    def __repr__(self):
+        return '<RemoteSocket %s in %s, rooms %r>' % (self.id, self.namespace,
+                                                      self.rooms)
+
+
+class ClusterAPI:
+    """The cluster-wide operations of :class:`sio_redis_sync.RedisManager`,
+    wire-compatible with Node's adapter (``fetchSockets``, ``allRooms``,
+    ``serverCount``, ``serverSideEmit``, ``socketsJoin``, ...).
+
+    Every request counts the servers with ``PUBSUB NUMSUB`` like Node and
+    returns as soon as all of them answered; ``timeout`` defaults to the
+    manager's ``requests_timeout``.
+    """
+
+    # --------------------------------------------------------- requester
+
+    def server_count(self, namespace='/'):
+        """How many servers (Python and Node) serve ``namespace``: the
+        subscribers of its request channel, like Node's ``serverCount()``.
+
+        :raises sio_redis_sync.PublishError: if Redis cannot be asked.
+        """
+        return numsub(self._client(), self._channels_of(namespace).request)
+
+    def all_rooms(self, namespace='/', timeout=None):
+        """Every room of ``namespace`` on every server, sids included (Node's
+        ``adapter.allRooms()``).
+
+        :raises sio_redis_sync.RequestTimeout: if a server did not answer in
+                                                time.
+        """
+        rooms = set(self._local_rooms(namespace))
+        for answer in self._ask(namespace, 'all_rooms', 'rooms', timeout,
+                                protocol.encode_all_rooms):
+            if isinstance(answer, list):
+                rooms.update(room for room in answer
+                             if isinstance(room, (str, int)))
+        return rooms
+
+    def fetch_sockets(self, room=None, namespace='/', skip=None, timeout=None):
+        """Every socket of ``namespace`` in the cluster, or those in ``room``
+        (a room or a list of rooms), leaving out those in ``skip`` (Node's
+        ``io.in(room).except(skip).fetchSockets()``).
+
+        :return: a list of :class:`RemoteSocket`.
+        :raises sio_redis_sync.RequestTimeout: if a server did not answer in
+                                                time.
+        """
+        rooms = protocol.unique_rooms(protocol.as_rooms(room))
+        skip = protocol.as_rooms(skip)
+        found = self._socket_details(namespace, rooms, skip)
+        for answer in self._ask(
+                namespace, 'fetch_sockets', 'sockets', timeout,
+                lambda uid, request_id: protocol.encode_fetch_sockets(
+                    uid, request_id, rooms, skip)):
+            if isinstance(answer, list):
+                found.extend(s for s in answer
+                             if isinstance(s, dict) and 'id' in s)
+        return [RemoteSocket(self, namespace, details) for details in found]
+
+    def server_side_emit(self, event, *args, namespace='/', callback=None):
+        """Send ``event`` with ``args`` to every other server of
+        ``namespace``; they receive it in their :meth:`on` handlers (Node:
+        ``io.serverSideEmit``, received with ``io.on(event)``).
+
+        :param callback: if given, called as ``callback(error, replies)``
+                         (Node's order) once every server answered or the
+                         timeout passed, then ``error`` is a
+                         :class:`~sio_redis_sync.RequestTimeout` and
+                         ``replies`` the answers that did arrive. It runs in
+                         a background task; the call itself returns at once.
+        """
+        if callback is None:
+            self._publish(self._channels_of(namespace).request,
+                          protocol.encode_server_side_emit(
+                              self.uid, [event, *args]))
+            return
+        self._spawn(self._server_side_call_back, callback, event, args,
+                    namespace)
+
+    def _server_side_call_back(self, callback, event, args, namespace):
+        try:
+            replies = self.server_side_call(event, *args, namespace=namespace)
+        except SioRedisError as exc:
+            callback(exc, getattr(exc, 'replies', []))
+        else:
+            callback(None, replies)
+
+    def server_side_call(self, event, *args, namespace='/', timeout=None):
+        """Like :meth:`server_side_emit`, and wait for every other server's
+        answer (what its handler returned; Node: ``serverSideEmitWithAck``).
+
+        :return: the answers, one per server.
+        :raises sio_redis_sync.RequestTimeout: if a server did not answer in
+                                                time (a Node server without a
+                                                listener never does).
+        """
+        data = [event, *args]
+        return self._ask(
+            namespace, 'server_side_call(%r)' % event, 'data', timeout,
+            lambda uid, request_id: protocol.encode_server_side_emit(
+                uid, data, request_id))
+
+    def on(self, event, handler=None, namespace='/'):
+        """Register the handler of server-side event ``event`` sent by other
+        servers (:meth:`server_side_emit`, Node's ``io.serverSideEmit``, the
+        emitters' ``server_side_emit``). Use as a decorator or call it.
+
+        The handler runs in a background task with the event's arguments; what
+        it returns is the answer the sender's callback gets. An exception is
+        logged and nothing is answered.
+        """
+        def register(function):
+            with self._lock:
+                self._server_handlers[(namespace, event)] = function
+            return function
+        return register if handler is None else register(handler)
+
+    def sockets_join(self, rooms, room=None, skip=None, namespace='/'):
+        """Make the sockets of ``room`` (all if None) but those of ``skip``
+        join ``rooms``, on every server (Node: ``io.in(room).socketsJoin``)."""
+        self._apply_everywhere(namespace, room, skip, rooms,
+                               self.basic_enter_room,
+                               protocol.encode_remote_join)
+
+    def sockets_leave(self, rooms, room=None, skip=None, namespace='/'):
+        """Make the selected sockets leave ``rooms``, on every server."""
+        self._apply_everywhere(namespace, room, skip, rooms,
+                               self.basic_leave_room,
+                               protocol.encode_remote_leave)
+
+    def _apply_everywhere(self, namespace, room, skip, rooms, apply, encode):
+        selection = protocol.as_rooms(room)
+        skip = protocol.as_rooms(skip)
+        rooms = protocol.as_rooms(rooms)
+        for sid in self._select(namespace, selection, skip):
+            for name in rooms:
+                apply(sid, namespace, name)
+        self._publish(self._channels_of(namespace).request,
+                      encode(self.uid, selection, skip, rooms))
+
+    def disconnect_sockets(self, close=False, room=None, skip=None,
+                           namespace='/'):
+        """Disconnect the sockets of ``room`` (all if None) but those of
+        ``skip``, on every server; ``close`` also closes their connections
+        (Node: ``io.in(room).disconnectSockets(close)``)."""
+        selection = protocol.as_rooms(room)
+        skip = protocol.as_rooms(skip)
+        targets = self._select(namespace, selection, skip)
+        self._publish(self._channels_of(namespace).request,
+                      protocol.encode_remote_disconnect(self.uid, selection,
+                                                        skip, close))
+        if targets:
+            self._disconnect_local(namespace, targets, close)
+
+    def emit_with_ack(self, event, data=None, to=None, room=None,
+                      skip_sid=None, namespace='/', timeout=None):
+        """Emit like :meth:`socketio.Server.emit` and wait for the ack of
+        every targeted client of the cluster (Node:
+        ``io.timeout(t).emitWithAck``).
+
+        :return: one ack per client: its first argument (all that travels
+                 between servers, as with Node).
+        :raises sio_redis_sync.RequestTimeout: if an ack is missing after
+                                                ``timeout`` seconds; it holds
+                                                the acks that did arrive.
+        """
+        timeout = self.requests_timeout if timeout is None else timeout
+        rooms = protocol.unique_rooms(protocol.as_rooms(to or room))
+        skip = protocol.as_rooms(skip_sid)
+        data = [event] + protocol.as_args(data)
+        self._listen_for_responses(namespace)
+        acks = Acks('emit_with_ack(%r)' % event, self.server_count(namespace))
+        request_id = new_request_id()
+        self._pending.add(request_id, acks, timeout)
+        targets = self._select(namespace, rooms, skip)
+        ack_ids = {}
+        try:
+            self._publish(self._channels_of(namespace).request,
+                          protocol.encode_broadcast_request(
+                              self.uid, request_id, namespace, data, rooms,
+                              skip, {'timeout': int(timeout * 1000)}))
+            ack_ids = self._deliver(namespace, data, targets,
+                                    lambda *args: acks.add_ack(
+                                        args[0] if args else None),
+                                    ttl=timeout)
+            acks.add_count(len(targets))
+            return acks.wait(timeout)
+        finally:
+            self._pending.discard(request_id)
+            self._forget_acks(ack_ids)
+
+    def _ask(self, namespace, what, field, timeout, encode):
+        """Publish the request ``encode(uid, request_id)`` and wait for the
+        ``field`` of every other server's answer."""
+        timeout = self.requests_timeout if timeout is None else timeout
+        self._listen_for_responses(namespace)
+        replies = Replies(what, field, self.server_count(namespace) - 1)
+        if replies.done.is_set():
+            return replies.replies
+        request_id = new_request_id()
+        self._pending.add(request_id, replies, timeout)
+        try:
+            self._publish(self._channels_of(namespace).request,
+                          encode(self.uid, request_id))
+            return replies.wait(timeout)
+        finally:
+            self._pending.discard(request_id)
+
+    # ------------------------------------------------------ answering
+
+    def _local_rooms(self, namespace):
+        with self._lock:
+            return [room for room in self.rooms.get(namespace, ())
+                    if room is not None]
+
+    def _socket_details(self, namespace, rooms, skip):
+        """REMOTE_FETCH entries ``{id, handshake, rooms, data}`` of the local
+        sockets selected by ``rooms``/``skip``."""
+        targets = self._select(namespace, rooms, skip)
+        if not targets:
+            return []
+        rooms_of = {sid: [] for sid in targets}
+        with self._lock:
+            for name, members in self.rooms.get(namespace, {}).items():
+                if name is None:
+                    continue
+                for sid in members:
+                    if sid in rooms_of:
+                        rooms_of[sid].append(name)
+        return [{'id': sid, 'handshake': self._handshake_of(sid, namespace),
+                 'rooms': rooms_of[sid], 'data': self._data_of(sid, namespace)}
+                for sid in targets]
+
+    def _data_of(self, sid, namespace):
+        """Node's ``socket.data``: the python-socketio session, if it can
+        travel as JSON."""
+        try:
+            session = self.server.get_session(sid, namespace=namespace)
+            protocol.dumps_json(session)
+        except (KeyError, TypeError) as exc:
+            self._log.debug('socket %s: no session data to share (%s)', sid, exc)
+            return {}
+        return session
+
+    def _answer(self, namespace, request, body):
+        self._publish(self._channels_of(namespace).response,
+                      protocol.encode_response(
+                          {'requestId': request.request_id, **body}))
+
+    def _on_sockets(self, namespace, request):
+        """SOCKETS (0, legacy): the sids of the local sockets in rooms."""
+        self._answer(namespace, request, {'sockets': list(
+            self._select(namespace, request.rooms, ()))})
+
+    def _on_all_rooms(self, namespace, request):
+        self._answer(namespace, request, {'rooms': self._local_rooms(namespace)})
+
+    def _on_fetch_sockets(self, namespace, request):
+        self._answer(namespace, request, {'sockets': self._socket_details(
+            namespace, request.rooms, request.except_)})
+
+    def _on_server_side_emit(self, namespace, request):
+        event, args = request.data[0], request.data[1:]
+        with self._lock:
+            handler = self._server_handlers.get((namespace, event))
+        if handler is None:
+            self._log.debug('no handler for server-side event %r in %s',
+                            event, namespace)
+            return
+        try:
+            answer = handler(*args)
+        except Exception:  # the application's bug: log it, answer nothing
+            self._log.exception('server-side event %r handler failed', event)
+            return
+        if request.request_id is not None:
+            # Node publishes these on the common channel whatever its options
+            self._publish(self._channels_of(namespace).response,
+                          protocol.encode_response({
+                              'type': RequestType.SERVER_SIDE_EMIT.value,
+                              'requestId': request.request_id,
+                              'data': answer}))

@@ -1,0 +1,93 @@
+"""The Redis calls the manager and the Emitter share: PUBLISH, NUMSUB, and a
+request answered on a short-lived response subscription.
+
+Owns no connection (callers pass their client) and turns every Redis failure
+into :class:`PublishError`, so a caller learns that its message was not sent.
+"""
+import logging
+import time
+
+import redis
+
+from . import protocol
+from .exceptions import ProtocolError, PublishError
+from .requests import new_request_id
+
+PUBLISH_ERRORS = (redis.RedisError, OSError)
+logger = logging.getLogger('sio_redis_sync')
+
+
+def publish(client, channel, payload):
+    """PUBLISH through ``client``; a Redis failure raises PublishError.
+
+    :return: how many subscribers received the message.
+    """
+    try:
+        return client.publish(channel, payload)
+    except PUBLISH_ERRORS as exc:
+        raise PublishError(channel, exc) from exc
+
+
+def numsub(client, channel):
+    """How many subscribers ``channel`` has (Node's ``serverCount()`` when it
+    is a request channel)."""
+    try:
+        ((_, count),) = client.pubsub_numsub(channel)
+    except PUBLISH_ERRORS as exc:
+        raise PublishError(channel, exc) from exc
+    return count
+
+
+def ask(client, channels, uid, entry, payload, timeout, log=logger):
+    """Publish the request ``payload`` and read the answers on a response
+    subscription of its own, closed on return (for processes that do not
+    listen, like the Emitter).
+
+    :param entry: a factory ``entry(servers)`` of the pending entry
+                  (:class:`~sio_redis_sync.requests.Replies` or
+                  :class:`~sio_redis_sync.requests.Acks`) that counts the
+                  answers; ``servers`` is how many servers will answer.
+    :param payload: ``payload(request_id)``, the request's bytes.
+    :return: what the entry collected.
+    :raises sio_redis_sync.RequestTimeout: after ``timeout`` seconds.
+    :raises sio_redis_sync.PublishError: if Redis failed.
+    """
+    deadline = time.monotonic() + timeout
+    request_id = new_request_id()
+    pubsub = client.pubsub()
+    try:
+        try:
+            # subscribed before counting and publishing: no answer is missed
+            pubsub.subscribe(channels.response, channels.response_for(uid))
+            confirmed = 0
+            while confirmed < 2 and time.monotonic() < deadline:
+                message = pubsub.get_message(timeout=deadline - time.monotonic())
+                if message is not None and message['type'] == 'subscribe':
+                    confirmed += 1
+        except PUBLISH_ERRORS as exc:
+            raise PublishError(channels.response, exc) from exc
+        pending = entry(numsub(client, channels.request))
+        if pending.done.is_set():
+            return pending.replies
+        publish(client, channels.request, payload(request_id))
+        while not pending.done.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise pending.timed_out(timeout)
+            try:
+                message = pubsub.get_message(timeout=remaining)
+            except PUBLISH_ERRORS as exc:
+                raise PublishError(channels.response, exc) from exc
+            if message is None or message['type'] != 'message':
+                continue
+            try:
+                response = protocol.decode_response(message['data'])
+            except ProtocolError as exc:
+                log.warning('dropped a malformed response on %r: %s',
+                            message['channel'], exc)
+                continue
+            if response['requestId'] == request_id:
+                pending.feed(response)
+        return pending.replies
+    finally:
+        pubsub.close()
