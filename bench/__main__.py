@@ -40,7 +40,9 @@ def parse_args(argv=None):
     parser.add_argument('--impls', default='ours,psio,node',
                         help='comma-separated: ours, psio (python-socketio), node')
     parser.add_argument('--eventlet', action='store_true',
-                        help='also run the delivery workload with eventlet servers')
+                        help='also run the delivery workload with eventlet servers (needs '
+                        '"pip install eventlet", left out of the bench extra: in the '
+                        'tests\' .venv Flask-SocketIO would then pick eventlet)')
     parser.add_argument('--out', default=os.path.join(BENCH_DIR, 'results', 'latest.jsonl'),
                         help='where to write the JSON lines')
     parser.add_argument('--no-report', action='store_true',

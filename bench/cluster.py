@@ -295,5 +295,28 @@ def memory(results, redis_url, impls, short, broadcasts=None):
                         rss_end_mb=round(rss[-1][1] / 2**20, 2),
                         rss_growth_mb=round((rss[-1][1] - rss[1][1]) / 2**20, 2),
                         samples=[[n, round(b / 2**20, 2)] for n, b in rss])
+            if impl == 'ours':
+                _timed_out_requests(results, cluster, 200 if short else 5000)
         finally:
             cluster.close()
+
+
+def _timed_out_requests(results, cluster, count, timeout=0.005):
+    """Requests that time out: a silent subscriber of the request channel
+    counts as a server that never answers server_side_call."""
+    client = redis.Redis.from_url(cluster.redis_url)
+    silent = client.pubsub()
+    silent.subscribe('%s-request#/#' % cluster.key)
+    try:
+        wait_until(lambda: client.pubsub_numsub('%s-request#/#' % cluster.key)[0][1] >= 2,
+                   10, 'the silent subscriber')
+        reply = cluster.servers[0].call(timeout=count * timeout * 20 + 60, op='timeouts',
+                                        count=count, request_timeout=timeout)
+        samples = reply['samples']
+        results.add('memory', 'ours', what='timed-out requests', requests=count,
+                    loss=count - reply['timed_out'], rss_start_mb=samples[1][1],
+                    rss_end_mb=samples[-1][1],
+                    rss_growth_mb=round(samples[-1][1] - samples[1][1], 2), samples=samples)
+    finally:
+        silent.close()
+        client.close()

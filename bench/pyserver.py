@@ -70,9 +70,32 @@ def serve(sio):
     return http.server_port
 
 
+def rss_mb():
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+
+
+def timeouts(manager, op):
+    """``op['count']`` server_side_call requests that time out (a silent
+    subscriber counts as a server); RSS sampled along the way."""
+    from sio_redis_sync import RequestTimeout
+    step = max(1, op['count'] // 20)
+    samples, timed_out = [[0, round(rss_mb(), 2)]], 0
+    for i in range(1, op['count'] + 1):
+        try:
+            manager.server_side_call('silence', timeout=op['request_timeout'])
+        except RequestTimeout:
+            timed_out += 1
+        if i % step == 0:
+            samples.append([i, round(rss_mb(), 2)])
+    return {'reply': op['op'], 'timed_out': timed_out, 'samples': samples}
+
+
 def cluster_api(sio, op):
     """Time the Cluster API calls of sio_redis_sync's manager (op['count'] each)."""
     manager = sio.manager
+    if op['op'] == 'timeouts':
+        return timeouts(manager, op)
     times, found = [], None
     for _ in range(op['count']):
         start = time.perf_counter()

@@ -23,6 +23,7 @@ class StubServer:
 
     def __init__(self, expected):
         self.handlers, self.namespace_handlers, self.namespaces = {}, {}, '*'
+        self.environ = {}
         self.go = threading.Event()
         self.sent = 0
         self.expected = expected
