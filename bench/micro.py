@@ -23,6 +23,41 @@ def _rate(count, seconds):
     return round(count / seconds, 1)
 
 
+class _Rounds:
+    """Collects the rows of several rounds; :meth:`flush` adds one row per
+    measurement with the median ``msg_per_s`` (and every round's figure)."""
+
+    def __init__(self):
+        self.rows = {}
+
+    def add(self, workload, impl, **values):
+        key = (workload, impl) + tuple(sorted((k, v) for k, v in values.items()
+                                              if k not in ('msg_per_s', 'loss', 'messages')))
+        self.rows.setdefault(key, []).append((impl, values))
+
+    def flush(self, results, workload):
+        for rounds in self.rows.values():
+            impl, values = rounds[0]
+            rates = sorted(v['msg_per_s'] for _, v in rounds)
+            results.add(workload, impl, **dict(
+                values, msg_per_s=rates[len(rates) // 2], rounds=rates,
+                loss=sum(v.get('loss', 0) for _, v in rounds)))
+
+
+def _in_rounds(measure):
+    """Run ``measure`` once per round (alternating implementations within
+    each round), report medians: the machine is shared and noisy."""
+    def run(results, redis_url, impls, short):
+        rounds = _Rounds()
+        for _ in range(1 if short else 3):
+            measure(rounds, redis_url, impls, short)
+        rounds.flush(results, measure.__name__.split('_')[0])
+    run.__name__ = measure.__name__
+    run.__doc__ = measure.__doc__
+    return run
+
+
+@_in_rounds
 def emitter_rate(results, redis_url, impls, short):
     """Workload 1: messages/s an emitter publishes to one room, one call per
     message and batched; ceilings: raw redis-py and redis-benchmark."""
@@ -119,6 +154,7 @@ def redis_benchmark(redis_url, count, pipeline, channel):
     return float(found[-1])
 
 
+@_in_rounds
 def listener_rate(results, redis_url, impls, short):
     """Workload 2: messages/s a listener reads, decodes and hands to its
     (stub) server, from a backlog; the ceiling is a bare redis-py subscriber."""
