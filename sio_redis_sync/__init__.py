@@ -4,13 +4,13 @@ Re-exports the public API; the wire protocol is that of Node's
 ``@socket.io/redis-adapter`` 8.x and ``@socket.io/redis-emitter`` 5.x.
 """
 from .cluster import RemoteSocket
-from .emitter import BroadcastOperator, Emitter
+from .emitter import Batch, BroadcastOperator, Emitter
 from .exceptions import (PartialDelivery, ProtocolError, PublishError,
                          RequestTimeout, SioRedisError)
 from .manager import RedisManager
 
 __version__ = '0.1.0'
-__all__ = ['RedisManager', 'Emitter', 'BroadcastOperator', 'RemoteSocket',
-           'SioRedisError', 'ProtocolError', 'PublishError', 'PartialDelivery',
-           'RequestTimeout',
+__all__ = ['RedisManager', 'Emitter', 'Batch', 'BroadcastOperator',
+           'RemoteSocket', 'SioRedisError', 'ProtocolError', 'PublishError',
+           'PartialDelivery', 'RequestTimeout',
            '__version__']

@@ -4,6 +4,7 @@ Owns one bounded publisher pool and immutable broadcast operators; every call
 is one PUBLISH, byte-identical to what ``@socket.io/redis-emitter`` 5.1.0
 sends for the same call, and a failed publish raises within a deadline.
 """
+import functools
 import secrets
 
 from . import connection, protocol
@@ -12,7 +13,7 @@ from .publisher import Publisher
 from .requests import Acks, Replies
 from .transport import PUBLISH_ERRORS, ask, numsub, publish
 
-__all__ = ['Emitter', 'BroadcastOperator', 'publish', 'PUBLISH_ERRORS']
+__all__ = ['Emitter', 'Batch', 'BroadcastOperator', 'publish', 'PUBLISH_ERRORS']
 # how long the Emitter waits for answers by default (Node's requestsTimeout)
 REQUESTS_TIMEOUT = 5.0
 # @socket.io/redis-emitter refuses these: the servers reserve them
@@ -27,6 +28,22 @@ def _check_event(event):
 
 def _namespace(nsp):
     return nsp if nsp.startswith('/') else '/' + nsp
+
+
+@functools.lru_cache(maxsize=1024)
+def _channels(key, nsp):
+    """The (immutable) channel names of ``nsp``, computed once per process."""
+    return protocol.Channels(key, _namespace(nsp))
+
+
+def _encode_emit(channels, event, args, rooms, except_, flags):
+    """``(channel, payload)`` of an emit, as @socket.io/redis-emitter lays it out."""
+    _check_event(event)
+    rooms = protocol.unique_rooms(rooms)
+    payload = protocol.encode_broadcast(
+        protocol.EMITTER_UID, channels.nsp, [event, *args], rooms, except_, flags,
+        emitter_order=True)
+    return channels.for_rooms(rooms), payload
 
 
 class BroadcastOperator:
@@ -85,13 +102,9 @@ class BroadcastOperator:
         :raises TypeError: if an argument cannot be encoded.
         :raises sio_redis_sync.PublishError: if Redis refused the message.
         """
-        _check_event(event)
-        rooms = protocol.unique_rooms(self._rooms)
-        payload = protocol.encode_broadcast(
-            protocol.EMITTER_UID, self._channels.nsp, [event, *args], rooms,
-            self._except, self._flags, emitter_order=True)
-        return self._publish(self._channels.for_rooms(rooms), payload,
-                             self._channels)
+        channel, payload = _encode_emit(self._channels, event, args, self._rooms,
+                                        self._except, self._flags)
+        return self._publish(channel, payload, self._channels)
 
     def sockets_join(self, rooms):
         """Make the selected sockets join ``rooms``, on every server."""
@@ -256,8 +269,8 @@ class Emitter:
 
     def of(self, namespace):
         """An operator for ``namespace`` (a missing leading ``/`` is added)."""
-        return BroadcastOperator(self._publish, protocol.Channels(
-            self.key, _namespace(namespace)), emitter=self)
+        return BroadcastOperator(self._publish, _channels(self.key, namespace),
+                                 emitter=self)
 
     def to(self, room):
         """An operator for the sockets of ``room`` in the ``/`` namespace."""
@@ -290,8 +303,11 @@ class Emitter:
         :raises TypeError: if ``data`` cannot be encoded.
         :raises sio_redis_sync.PublishError: if Redis refused the message.
         """
-        operator = self._select(to or room, skip_sid, namespace or '/')
-        return operator.emit(event, *protocol.as_args(data))
+        channels = _channels(self.key, namespace or '/')
+        channel, payload = _encode_emit(
+            channels, event, protocol.as_args(data), protocol.as_rooms(to or room),
+            protocol.as_rooms(skip_sid), None)
+        return self._publish(channel, payload, channels)
 
     def _select(self, room, skip, namespace):
         return self.of(namespace).to(room).except_(skip)
@@ -350,3 +366,80 @@ class Emitter:
     def close(self):
         """Release the connections (only those of a client it created)."""
         self._publisher.close()
+
+    def pipeline(self):
+        """A batch of emits sent to Redis together, in one round trip.
+
+        The batch has this emitter's API (:meth:`emit`, :meth:`of`,
+        :meth:`to`, :meth:`except_`, :meth:`sockets_join`, ...); each call
+        encodes its message at once (so bad arguments raise at the call) and
+        queues it. The block's end PUBLISHes every queued message through one
+        connection, in order; an exception inside the block discards them
+        instead::
+
+            with emitter.pipeline() as batch:
+                for user, pct in progress.items():
+                    batch.emit('progress', pct, to=user)
+                batch.of('/admin').to('ops').emit('alert', 'batch done')
+            print(batch.results)  # subscribers reached, one per message
+
+        Byte for byte, each message is what :meth:`emit` would publish. A
+        batch belongs to one thread; the emitter itself stays shareable.
+
+        :return: a :class:`Batch` (also usable without ``with``: call
+                 :meth:`Batch.execute`).
+        """
+        return Batch(self)
+
+
+class Batch(Emitter):
+    """Emits queued by :meth:`Emitter.pipeline`, published by :meth:`execute`.
+
+    :param emitter: the :class:`Emitter` whose publisher and key it uses.
+    """
+
+    def __init__(self, emitter):
+        self._publisher = emitter._publisher
+        self.redis = emitter.redis
+        self.key = emitter.key
+        self.uid = emitter.uid
+        self._root = self.of('/')
+        self._queued = []
+        #: after :meth:`execute`: how many subscribers got each message
+        self.results = None
+
+    def _publish(self, channel, payload, channels=None):
+        self._queued.append((channel, payload, channels))
+
+    def _ask(self, channels, entry, payload, timeout):
+        raise RuntimeError('a Batch only publishes: ask through the Emitter')
+
+    def __len__(self):
+        return len(self._queued)
+
+    def execute(self):
+        """PUBLISH every queued message, in order, in one round trip.
+
+        :return: how many subscribers received each message.
+        :raises sio_redis_sync.PublishError: if Redis refused a message or
+            could not be reached; the messages before it may have been
+            published, and none is retried.
+        :raises sio_redis_sync.PartialDelivery: if a message missed a server
+            that was subscribing again after an outage.
+        """
+        queued, self._queued = self._queued, []
+        self.results = self._publisher.publish_many(queued) if queued else []
+        return self.results
+
+    def close(self):
+        """Discard what is queued (the emitter's connections stay open)."""
+        self._queued = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        if exc_type is None:
+            self.execute()
+        else:
+            self.close()

@@ -291,7 +291,8 @@ def loads_msgpack(payload: bytes):
                                 timestamp=3, ext_hook=_ext_hook)
     except _DECODE_ERRORS as exc:
         raise ProtocolError('invalid msgpack: %s' % exc) from exc
-    if any(marker in payload for marker in _TIMESTAMP_MARKERS):
+    # every timestamp marker holds 0xff: one scan rules them all out
+    if b'\xff' in payload and any(marker in payload for marker in _TIMESTAMP_MARKERS):
         value = _dates_to_iso(value)
     return value
 

@@ -19,6 +19,8 @@ from .transport import PUBLISH_ERRORS, numsub
 logger = logging.getLogger('sio_redis_sync')
 # first pause between two attempts; doubled each time, within the deadline
 RETRY_DELAY = 0.05
+# the head of a RESP ``PUBLISH channel payload`` command
+_PUBLISH = b'*3\r\n$7\r\nPUBLISH\r\n'
 
 
 class _NotSent(Exception):
@@ -119,6 +121,55 @@ class Publisher:
             if channels is not None:
                 self._check_delivery(channels, channel, receivers)
             return receivers
+
+    def publish_many(self, messages):
+        """PUBLISH every ``(channel, payload, channels)`` of ``messages``, in
+        order, in one round trip on one connection of the pool (the commands
+        are packed here). Not retried: a batch half-sent cannot be told apart
+        from one half-delivered.
+
+        :return: how many subscribers received each message.
+        :raises sio_redis_sync.PublishError: for the first message Redis
+            refused (after reading every reply), or if the connection failed.
+        :raises sio_redis_sync.PartialDelivery: see :meth:`publish`.
+        """
+        started = time.monotonic()
+        pool = self.client.connection_pool
+        try:
+            conn = _checkout(pool)
+        except PUBLISH_ERRORS as exc:
+            self._fail(messages[0][0], exc, 1, started)
+        refused = None
+        try:
+            encode = conn.encoder.encode
+            parts = []
+            for channel, payload, _ in messages:
+                name = encode(channel)
+                parts.append(b'%s$%d\r\n%s\r\n$%d\r\n' % (
+                    _PUBLISH, len(name), name, len(payload)))
+                parts.append(payload)
+                parts.append(b'\r\n')
+            conn.send_packed_command([b''.join(parts)], check_health=False)
+            results = []
+            for channel, _, _ in messages:
+                try:
+                    results.append(conn.read_response())
+                except redis.ResponseError as exc:
+                    results.append(exc)
+                    refused = refused or (channel, exc)
+        except PUBLISH_ERRORS as exc:
+            conn.disconnect()
+            self._fail(messages[0][0], exc, 1, started)
+        finally:
+            pool.release(conn)
+        if refused is not None:
+            self._fail(refused[0], refused[1], 1, started)
+        with self._lock:
+            self.published += len(messages)
+        for (channel, _, channels), receivers in zip(messages, results):
+            if channels is not None:
+                self._check_delivery(channels, channel, receivers)
+        return results
 
     def _check_delivery(self, channels, channel, receivers):
         # every room channel of a namespace reaches the same pattern

@@ -1,0 +1,30 @@
+"""CI smoke test of the benchmark suite: every workload runs at its short
+size against a redis-server of its own and loses nothing. No speed is asserted.
+"""
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+from bench import __main__ as bench_main  # noqa: E402
+
+
+def test_every_workload_completes_with_no_loss(tmp_path, monkeypatch):
+    monkeypatch.delenv('REDIS_URL', raising=False)  # the bench starts its own
+    out = tmp_path / 'short.jsonl'
+    results = bench_main.main(['--short', '--no-report', '--out', str(out)])
+    rows = results.rows
+    done = {row['workload'] for row in rows}
+    assert set(bench_main.WORKLOADS) <= done | {'cluster_api'}
+    assert {'emitter', 'listener', 'delivery', 'latency', 'growth', 'memory',
+            'cluster_api'} <= done
+    for impl in ('ours', 'psio', 'node'):
+        assert any(row['impl'] == impl and row['workload'] == 'delivery' for row in rows)
+    assert not [row for row in rows if row.get('unavailable')]
+    lossy = [row for row in rows if row.get('loss')]
+    assert not lossy, lossy
+    measured = [row for row in rows if 'loss' in row]
+    assert all(row['loss'] == 0 for row in measured) and len(measured) > 20
+    assert out.read_text().count('\n') == len(rows)
