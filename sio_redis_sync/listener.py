@@ -148,15 +148,13 @@ class Listener:
         if self._pubsub.connection is None:  # nothing to subscribe to yet
             self._stop.wait(POLL_INTERVAL)
             return
-        if not self._pubsub.connection.can_read(timeout=POLL_INTERVAL):
+        # waits at most POLL_INTERVAL for data; a message that stops half-way
+        # is bounded by the connection's socket timeout (health_check_timeout)
+        message = self._pubsub.get_message(timeout=POLL_INTERVAL)
+        if message is None:
             self._check_health()
             return
-        # data is there: a message that stops half-way for this long means
-        # the link is dead
-        message = self._pubsub.get_message(timeout=self._health_timeout)
         self._last_heard = time.monotonic()
-        if message is None:
-            return
         kind = message['type']
         if kind in ('message', 'pmessage'):
             self._deliver(message)

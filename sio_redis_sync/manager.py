@@ -47,6 +47,11 @@ def _forward(members):
     return getattr(members, '_fwdm', members)
 
 
+# what python-socketio's Packet.encode does for a text event, without making
+# a new encoder each time
+_encode_json = json.JSONEncoder(separators=(',', ':')).encode
+
+
 def _event_packets(packet_class, namespace, data):
     """The Engine.IO packets of an EVENT, encoded once for every recipient.
 
@@ -56,7 +61,7 @@ def _event_packets(packet_class, namespace, data):
     """
     if packet_class is sio_packet.Packet and packet_class.json.dumps is json.dumps:
         try:
-            text = json.dumps(data, separators=(',', ':'))
+            text = _encode_json(data)
         except TypeError:  # bytes somewhere: a binary event
             pass
         else:
@@ -698,10 +703,11 @@ class RedisManager(ClusterAPI, socketio.Manager):
                               channel, exc)
 
     def _on_broadcast(self, namespace, channel, data):
-        room = self._channels_of(namespace).room_of(
-            channel.decode('utf-8', 'replace'))
-        if room is not None and not self._has_room(namespace, room):
-            return  # single-room broadcast for a room not hosted here
+        channels = self._channels_of(namespace)
+        if channel != channels.broadcast_bytes:
+            room = channels.room_of(channel.decode('utf-8', 'replace'))
+            if room is not None and not self._has_room(namespace, room):
+                return  # single-room broadcast for a room not hosted here
         message = protocol.decode_broadcast(data)
         if message.uid == self.uid:
             return

@@ -10,7 +10,7 @@ import functools
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import msgpack
 
@@ -53,6 +53,11 @@ class Channels:
     @functools.cached_property
     def broadcast(self) -> str:
         return '%s#%s#' % (self.key, self.nsp)
+
+    @functools.cached_property
+    def broadcast_bytes(self) -> bytes:
+        """:attr:`broadcast` as Redis hands it to subscribers."""
+        return self.broadcast.encode('utf-8')
 
     @functools.cached_property
     def broadcast_pattern(self) -> str:
@@ -329,16 +334,18 @@ def _dict(value, what) -> dict:
     return value
 
 
-@dataclass(frozen=True)
-class Broadcast:
+class Broadcast(NamedTuple):
     """A decoded broadcast: deliver ``data`` (``[event, *args]``) in ``nsp``
-    to the members of ``rooms`` (all sockets if empty) minus ``except_``."""
+    to the members of ``rooms`` (all sockets if empty) minus ``except_``.
+
+    A named tuple: one is made for every message the listener reads.
+    """
     uid: str
     nsp: str
     data: list
     rooms: Tuple = ()
     except_: Tuple = ()
-    flags: Dict[str, Any] = field(default_factory=dict)
+    flags: Dict[str, Any] = {}  # never mutated: decoders pass their own
 
 
 def decode_broadcast(payload: bytes) -> Broadcast:

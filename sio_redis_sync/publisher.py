@@ -4,6 +4,7 @@ safe, counters, and a PublishError naming the real cause.
 Owns the publisher pool of one Emitter or RedisManager (shared by all its
 threads and greenlets); never touches a subscriber connection.
 """
+import functools
 import inspect
 import logging
 import threading
@@ -32,11 +33,17 @@ class _NotSent(Exception):
         self.cause = cause
 
 
-def _checkout(pool):
+@functools.lru_cache(maxsize=None)
+def _wants_command_name(pool_class):
     # redis-py < 5.3 wants a command name; later ones warn if given one
-    parameter = inspect.signature(pool.get_connection).parameters.get(
+    parameter = inspect.signature(pool_class.get_connection).parameters.get(
         'command_name')
-    if parameter is not None and parameter.default is inspect.Parameter.empty:
+    return parameter is not None and \
+        parameter.default is inspect.Parameter.empty
+
+
+def _checkout(pool):
+    if _wants_command_name(type(pool)):
         return pool.get_connection('PUBLISH')
     return pool.get_connection()
 
