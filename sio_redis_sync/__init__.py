@@ -5,11 +5,12 @@ Re-exports the public API; the wire protocol is that of Node's
 """
 from .cluster import RemoteSocket
 from .emitter import BroadcastOperator, Emitter
-from .exceptions import (ProtocolError, PublishError, RequestTimeout,
-                         SioRedisError)
+from .exceptions import (PartialDelivery, ProtocolError, PublishError,
+                         RequestTimeout, SioRedisError)
 from .manager import RedisManager
 
 __version__ = '0.1.0'
 __all__ = ['RedisManager', 'Emitter', 'BroadcastOperator', 'RemoteSocket',
-           'SioRedisError', 'ProtocolError', 'PublishError', 'RequestTimeout',
+           'SioRedisError', 'ProtocolError', 'PublishError', 'PartialDelivery',
+           'RequestTimeout',
            '__version__']

@@ -166,9 +166,9 @@ class ClusterAPI:
                          a background task; the call itself returns at once.
         """
         if callback is None:
-            self._publish(self._channels_of(namespace).request,
-                          protocol.encode_server_side_emit(
-                              self.uid, [event, *args]))
+            self._publish_request(namespace,
+                                  protocol.encode_server_side_emit(
+                                      self.uid, [event, *args]))
             return
         self._spawn(self._server_side_call_back, callback, event, args,
                     namespace)
@@ -231,8 +231,8 @@ class ClusterAPI:
         for sid in self._select(namespace, selection, skip):
             for name in rooms:
                 apply(sid, namespace, name)
-        self._publish(self._channels_of(namespace).request,
-                      encode(self.uid, selection, skip, rooms))
+        self._publish_request(namespace,
+                              encode(self.uid, selection, skip, rooms))
 
     def disconnect_sockets(self, close=False, room=None, skip=None,
                            namespace='/'):
@@ -242,9 +242,9 @@ class ClusterAPI:
         selection = protocol.as_rooms(room)
         skip = protocol.as_rooms(skip)
         targets = self._select(namespace, selection, skip)
-        self._publish(self._channels_of(namespace).request,
-                      protocol.encode_remote_disconnect(self.uid, selection,
-                                                        skip, close))
+        self._publish_request(namespace,
+                              protocol.encode_remote_disconnect(self.uid, selection,
+                                                                skip, close))
         if targets:
             self._disconnect_local(namespace, targets, close)
 

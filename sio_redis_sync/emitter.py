@@ -1,15 +1,14 @@
 """Emitter: publish to a Socket.IO cluster from any process, with no thread.
 
-Owns one pooled publisher client and immutable broadcast operators; every call
+Owns one bounded publisher pool and immutable broadcast operators; every call
 is one PUBLISH, byte-identical to what ``@socket.io/redis-emitter`` 5.1.0
-sends for the same call, and a failed publish raises.
+sends for the same call, and a failed publish raises within a deadline.
 """
 import secrets
 
-import redis
-
-from . import protocol
+from . import connection, protocol
 from .cluster import RemoteSocket
+from .publisher import Publisher
 from .requests import Acks, Replies
 from .transport import PUBLISH_ERRORS, ask, numsub, publish
 
@@ -91,31 +90,33 @@ class BroadcastOperator:
         payload = protocol.encode_broadcast(
             protocol.EMITTER_UID, self._channels.nsp, [event, *args], rooms,
             self._except, self._flags, emitter_order=True)
-        return self._publish(self._channels.for_rooms(rooms), payload)
+        return self._publish(self._channels.for_rooms(rooms), payload,
+                             self._channels)
 
     def sockets_join(self, rooms):
         """Make the selected sockets join ``rooms``, on every server."""
-        return self._publish(self._channels.request, protocol.encode_remote_join(
+        return self._request(protocol.encode_remote_join(
             None, self._rooms, self._except, protocol.as_rooms(rooms)))
 
     def sockets_leave(self, rooms):
         """Make the selected sockets leave ``rooms``, on every server."""
-        return self._publish(self._channels.request, protocol.encode_remote_leave(
+        return self._request(protocol.encode_remote_leave(
             None, self._rooms, self._except, protocol.as_rooms(rooms)))
 
     def disconnect_sockets(self, close=False):
         """Disconnect the selected sockets; ``close`` closes their connection."""
-        return self._publish(self._channels.request,
-                             protocol.encode_remote_disconnect(
-                                 None, self._rooms, self._except, close))
+        return self._request(protocol.encode_remote_disconnect(
+            None, self._rooms, self._except, close))
 
     def server_side_emit(self, event, *args):
         """Send ``event`` to the servers of this namespace (Node's
         ``serverSideEmit``, without acknowledgement)."""
         _check_event(event)
-        return self._publish(self._channels.request,
-                             protocol.encode_server_side_emit(
-                                 protocol.EMITTER_UID, [event, *args]))
+        return self._request(protocol.encode_server_side_emit(
+            protocol.EMITTER_UID, [event, *args]))
+
+    def _request(self, payload):
+        return self._publish(self._channels.request, payload, self._channels)
 
     def emit_with_ack(self, event, *args, timeout=REQUESTS_TIMEOUT):
         """Send ``event`` to the selected sockets and wait for every
@@ -194,28 +195,60 @@ class Emitter:
         emitter.emit('progress', {'pct': 50}, to=user_room)
         emitter.of('/admin').to('ops').except_('bots').emit('alert', 'disk')
 
-    :param url_or_client: a Redis URL, or a ``redis.Redis`` client to use.
+    :param url_or_client: a Redis URL, or a ``redis.Redis`` client to use
+                          (then its own pool and timeouts apply).
     :param key: the channel prefix; the servers' ``key`` (default
                 ``socket.io``).
-    :param redis_options: keyword arguments for ``redis.Redis.from_url``.
+    :param redis_options: keyword arguments for ``redis.Redis.from_url``
+                          (copied; ``decode_responses`` is always off).
+    :param max_connections: the cap of the connection pool shared by every
+                            thread or greenlet using this emitter (default
+                            10); a publish that finds them all busy waits
+                            for one, within ``publish_timeout``.
+    :param publish_timeout: the most one emit may take, in seconds (default
+                            5): waiting for a connection, connecting,
+                            retries and Redis's reply. Then it raises
+                            :class:`~sio_redis_sync.PublishError`; it never
+                            blocks forever.
+    :param publish_retries: how many times an emit whose connection failed
+                            before the message was sent is tried again
+                            (default 2, with short pauses). A message sent
+                            but not acknowledged is not resent, as it may
+                            have been delivered.
     """
 
     def __init__(self, url_or_client='redis://localhost:6379/0',
-                 key=protocol.DEFAULT_KEY, redis_options=None):
+                 key=protocol.DEFAULT_KEY, redis_options=None,
+                 max_connections=connection.MAX_CONNECTIONS,
+                 publish_timeout=connection.PUBLISH_TIMEOUT,
+                 publish_retries=connection.PUBLISH_RETRIES):
         if isinstance(url_or_client, str):
-            self.redis = redis.Redis.from_url(url_or_client,
-                                              **dict(redis_options or {}))
-            self._owns_client = True
+            self._publisher = Publisher(
+                url_or_client, redis_options, max_connections=max_connections,
+                timeout=publish_timeout, retries=publish_retries)
         else:
-            self.redis = url_or_client
-            self._owns_client = False
+            self._publisher = Publisher(client=url_or_client,
+                                        timeout=publish_timeout,
+                                        retries=publish_retries)
+        #: the ``redis.Redis`` client every publish goes through
+        self.redis = self._publisher.client
         self.key = key
         #: this emitter's id in the requests it sends (answers come back to it)
         self.uid = secrets.token_urlsafe(9)
         self._root = self.of('/')
 
-    def _publish(self, channel, payload):
-        return publish(self.redis, channel, payload)
+    def _publish(self, channel, payload, channels=None):
+        return self._publisher.publish(channel, payload, channels)
+
+    def stats(self):
+        """Counters of this emitter (in this process): ``published``,
+        ``publish_failures`` and ``connections_opened`` (by its pool; None
+        for a client given to it)."""
+        publisher = self._publisher
+        return {'published': publisher.published,
+                'publish_failures': publisher.failures,
+                'partial_deliveries': publisher.partial_deliveries,
+                'connections_opened': publisher.connections_opened}
 
     def _ask(self, channels, entry, payload, timeout):
         return ask(self.redis, channels, self.uid, entry,
@@ -316,5 +349,4 @@ class Emitter:
 
     def close(self):
         """Release the connections (only those of a client it created)."""
-        if self._owns_client:
-            self.redis.close()
+        self._publisher.close()

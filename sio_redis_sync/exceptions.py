@@ -31,6 +31,26 @@ class PublishError(SioRedisError):
             % (channel, type(cause).__name__, cause))
 
 
+class PartialDelivery(PublishError):
+    """A publish reached fewer servers than usual because some were
+    subscribing again after a Redis outage: they missed the message (Redis
+    Pub/Sub keeps nothing). The others, and this server's own clients, may
+    have it; send again if a duplicate is better than a loss.
+
+    :ivar receivers: how many subscribers Redis delivered it to.
+    :ivar expected: how many it usually reaches.
+    """
+
+    def __init__(self, channel, receivers, expected):
+        self.channel = channel
+        self.receivers = receivers
+        self.expected = expected
+        SioRedisError.__init__(
+            self, 'a message on Redis channel %r reached %d of the usual %d '
+            'subscribers: a server was subscribing again after a Redis '
+            'outage and missed it' % (channel, receivers, expected))
+
+
 class RequestTimeout(SioRedisError, TimeoutError):
     """Not every server answered a cluster request in time.
 

@@ -6,37 +6,63 @@ channels and patterns, resubscribes them after every reconnect, and hands raw
 """
 import logging
 import threading
+import time
 
 import redis
 
 logger = logging.getLogger('sio_redis_sync')
 
-# How long one read waits before the loop looks at stop and new subscriptions.
+# How long one wait for data lasts before the loop looks at stop, new
+# subscriptions and the health check.
 POLL_INTERVAL = 0.1
-BACKOFF_FIRST = 0.1
-BACKOFF_MAX = 5.0
-_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
+# Pauses between reconnection attempts: short, so that delivery resumes well
+# within a second of Redis coming back, however long it was away.
+BACKOFF_FIRST = 0.05
+BACKOFF_MAX = 0.25
+# While Redis stays unreachable, one warning per this many seconds.
+LOG_EVERY = 10.0
+#: default seconds of silence after which the listener PINGs Redis
+HEALTH_CHECK_INTERVAL = 1.0
+#: default seconds Redis has to answer that PING (and any socket wait of the
+#: subscriber: connecting, reading a started message)
+HEALTH_CHECK_TIMEOUT = 2.0
+PING_TOKEN = b'sio_redis_sync-health'
+_REDIS_DOWN = (redis.RedisError, OSError)
 
 
 class Listener:
     """Reads every message of its subscriptions and passes it to ``callback``.
 
+    A connection that stays silent for ``health_check_interval`` seconds gets
+    a PING through it; no answer within ``health_check_timeout`` seconds (a
+    paused Redis, a half-open link) counts as a lost connection, like a
+    reset or a killed client: the loop reconnects (after 0.05 s, then
+    doubling up to 0.25 s) and subscribes again to every channel and pattern.
+
     :param connect: a callable returning a new ``redis.client.PubSub``.
     :param callback: called as ``callback(channel, pattern, data)`` with bytes
                      (``pattern`` is None for plain subscriptions); an
                      exception it raises is logged and the loop goes on.
+    :param where: how log lines name the Redis server (no password in it).
     """
 
-    def __init__(self, connect, callback, log=None):
+    def __init__(self, connect, callback, log=None, where='Redis',
+                 health_check_interval=HEALTH_CHECK_INTERVAL,
+                 health_check_timeout=HEALTH_CHECK_TIMEOUT):
         self._connect = connect
         self._callback = callback
         self._log = log or logger
+        self._where = where
+        self._health_interval = health_check_interval
+        self._health_timeout = health_check_timeout
         self._lock = threading.Lock()
         self._channels = set()
         self._patterns = set()
         self._dirty = False
         self._pubsub = None
         self._confirmed = set()
+        self._last_heard = 0.0
+        self._ping_sent = None
         self._stop = threading.Event()
         self.stopped = threading.Event()
         #: set while every wanted subscription is confirmed by Redis
@@ -45,6 +71,12 @@ class Listener:
         self.settled = threading.Event()
         #: how many times it has connected (more than 1: it reconnected)
         self.connections = 0
+
+    def subscriptions(self):
+        """The wanted ``(channels, patterns)``, as sorted lists of str."""
+        with self._lock:
+            return (sorted(c.decode() for c in self._channels),
+                    sorted(p.decode() for p in self._patterns))
 
     def subscribe(self, channels=(), patterns=()):
         """Add subscriptions (str); applied by the loop within POLL_INTERVAL."""
@@ -63,30 +95,66 @@ class Listener:
 
     def run(self):
         """The loop: run it as a background task; returns after :meth:`stop`."""
-        delay = BACKOFF_FIRST
+        delay, failures, lost_at, logged_at = BACKOFF_FIRST, 0, None, None
         try:
             while not self._stop.is_set():
                 try:
                     self._step()
-                    delay = BACKOFF_FIRST
-                except _REDIS_DOWN as exc:
+                except Exception as exc:  # every failure, even a bug, reconnects
+                    now = time.monotonic()
+                    if lost_at is None:
+                        lost_at = now
+                    if logged_at is None or now - logged_at >= LOG_EVERY:
+                        self._log_lost(exc, failures, now - lost_at)
+                        logged_at = now
+                    failures += 1
                     self._drop_connection()
                     self.settled.set()
-                    self._log.warning(
-                        'Redis subscriber connection lost (%s: %s); '
-                        'reconnecting in %.1f s', type(exc).__name__, exc, delay)
                     self._stop.wait(delay)
                     delay = min(delay * 2, BACKOFF_MAX)
+                    continue
+                if lost_at is not None and self.ready.is_set():
+                    self._log.warning(
+                        'Redis subscriber connection to %s is back after '
+                        '%.1f s; every subscription renewed', self._where,
+                        time.monotonic() - lost_at)
+                    delay, failures, lost_at, logged_at = \
+                        BACKOFF_FIRST, 0, None, None
         finally:
             self._drop_connection()
             self.stopped.set()
+
+    def _log_lost(self, exc, failures, down_for):
+        if isinstance(exc, _REDIS_DOWN):
+            if failures:
+                self._log.warning(
+                    'still no Redis subscriber connection to %s after %.0f s '
+                    'and %d attempts (%s: %s); retrying every %.1f s',
+                    self._where, down_for, failures, type(exc).__name__, exc,
+                    BACKOFF_MAX)
+            else:
+                self._log.warning(
+                    'Redis subscriber connection to %s lost (%s: %s); '
+                    'reconnecting', self._where, type(exc).__name__, exc)
+        else:  # a bug, not Redis: say where, and keep listening
+            self._log.exception('unexpected error in the Redis listener of %s; '
+                                'reconnecting', self._where)
 
     def _step(self):
         if self._pubsub is None:
             self._open()
         elif self._dirty:
             self._apply()
-        message = self._pubsub.get_message(timeout=POLL_INTERVAL)
+        if self._pubsub.connection is None:  # nothing to subscribe to yet
+            self._stop.wait(POLL_INTERVAL)
+            return
+        if not self._pubsub.connection.can_read(timeout=POLL_INTERVAL):
+            self._check_health()
+            return
+        # data is there: a message that stops half-way for this long means
+        # the link is dead
+        message = self._pubsub.get_message(timeout=self._health_timeout)
+        self._last_heard = time.monotonic()
         if message is None:
             return
         kind = message['type']
@@ -95,6 +163,20 @@ class Listener:
         elif kind in ('subscribe', 'psubscribe'):
             self._confirmed.add(message['channel'])
             self._check_ready()
+        elif kind == 'pong' and message['data'] == PING_TOKEN:
+            self._ping_sent = None
+
+    def _check_health(self):
+        """PING after ``health_check_interval`` of silence; raise if Redis
+        has not answered within ``health_check_timeout``."""
+        now = time.monotonic()
+        if self._ping_sent is None:
+            if now - self._last_heard >= self._health_interval:
+                self._pubsub.ping(PING_TOKEN)
+                self._ping_sent = now
+        elif now - self._ping_sent > self._health_timeout:
+            raise redis.TimeoutError(
+                'no answer to PING within %.1f s' % self._health_timeout)
 
     def _deliver(self, message):
         try:
@@ -107,9 +189,9 @@ class Listener:
     def _open(self):
         self._pubsub = self._connect()
         self._confirmed = set()
+        self._ping_sent = None
         self._apply()
-        if self.connections:
-            self._log.warning('Redis subscriber reconnected')
+        self._last_heard = time.monotonic()
         self.connections += 1
 
     def _apply(self):

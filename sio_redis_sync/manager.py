@@ -7,22 +7,23 @@ applied here, then published; messages from other servers are dispatched by type
 import functools
 import heapq
 import logging
+import os
 import secrets
 import threading
 import time
+import weakref
 
-import redis
 import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
-from . import protocol
+from . import connection, listener, protocol
 from .cluster import ClusterAPI, handshake
 from .exceptions import ProtocolError, PublishError, SioRedisError
 from .listener import Listener
+from .publisher import Publisher
 from .protocol import RequestType
 from .requests import AckCallback, PendingRequests, new_request_id
-from .transport import publish
 
 default_logger = logging.getLogger('sio_redis_sync')
 
@@ -39,15 +40,18 @@ ACK_TTL = 60.0
 
 
 def _check_monkey_patched(async_mode):
-    """Refuse eventlet/gevent without a patched socket: a blocking read on a
-    real socket would freeze every green thread of the process."""
+    """Refuse eventlet/gevent unless socket, threading and time are patched:
+    a blocking read on a real socket, or a wait on a real lock or event,
+    would freeze every green thread of the process."""
     library = _GREEN_MODES.get(async_mode)
     if library == 'eventlet':
         import eventlet.patcher
-        patched = eventlet.patcher.is_monkey_patched('socket')
+        patched = all(eventlet.patcher.is_monkey_patched(module)
+                      for module in ('socket', 'thread', 'time'))
     elif library == 'gevent':
         import gevent.monkey
-        patched = gevent.monkey.is_module_patched('socket')
+        patched = all(gevent.monkey.is_module_patched(module)
+                      for module in ('socket', 'threading', 'time'))
     else:
         return
     if not patched:
@@ -91,19 +95,43 @@ class RedisManager(ClusterAPI, socketio.Manager):
     :param max_message_size: messages from Redis larger than this many bytes
                              are logged and dropped undecoded; None for no
                              limit.
+    :param max_connections: the cap of the publisher pool shared by every
+                            thread or greenlet of this server (default 10);
+                            the listener has one connection of its own.
+    :param publish_timeout: the most one publish may take, in seconds, every
+                            retry included (default 5); then
+                            :class:`~sio_redis_sync.PublishError` is raised
+                            (after local delivery).
+    :param publish_retries: how many times a publish whose connection failed
+                            before the message was sent is tried again
+                            (default 2).
+    :param health_check_interval: seconds of silence on the subscriber
+                                  connection after which it is checked with
+                                  a PING (default 1).
+    :param health_check_timeout: seconds Redis has to answer that PING, and
+                                 the bound of every other wait of the
+                                 subscriber (default 2); then the listener
+                                 reconnects and subscribes again.
     """
     name = 'sio_redis_sync'
 
     def __init__(self, url='redis://localhost:6379/0', key=protocol.DEFAULT_KEY,
                  write_only=False, redis_options=None, requests_timeout=5.0,
                  logger=None, max_message_size=MAX_MESSAGE_SIZE,
-                 ack_ttl=ACK_TTL):
+                 ack_ttl=ACK_TTL,
+                 max_connections=connection.MAX_CONNECTIONS,
+                 publish_timeout=connection.PUBLISH_TIMEOUT,
+                 publish_retries=connection.PUBLISH_RETRIES,
+                 health_check_interval=listener.HEALTH_CHECK_INTERVAL,
+                 health_check_timeout=listener.HEALTH_CHECK_TIMEOUT):
         super().__init__()
         self.url = url
         self.key = key
         self.write_only = write_only
         self.redis_options = dict(redis_options or {})
         self.redis_options['decode_responses'] = False
+        self.health_check_interval = health_check_interval
+        self.health_check_timeout = health_check_timeout
         self.requests_timeout = requests_timeout
         self.ack_ttl = ack_ttl
         self.max_message_size = max_message_size
@@ -112,8 +140,26 @@ class RedisManager(ClusterAPI, socketio.Manager):
         #: this server's id on the wire (Node's adapter ``uid``); also the
         #: ``host_id`` the Socket.IO Admin UI shows
         self.uid = self.host_id = secrets.token_urlsafe(9)
+        ref = weakref.ref(self)
+
+        def renew_after_fork():
+            # gunicorn --preload, Celery prefork: each child is a server of
+            # its own, and a listener of the parent's did not survive the fork
+            manager = ref()
+            if manager is not None:
+                manager.uid = manager.host_id = secrets.token_urlsafe(9)
+                manager._lock = threading.RLock()  # a parent thread's hold
+                manager._listener = manager._subscriber = None
+                manager._routes = {}
+        if hasattr(os, 'register_at_fork'):
+            os.register_at_fork(after_in_child=renew_after_fork)
         self._lock = threading.RLock()
-        self._redis = None
+        self._publisher = Publisher(
+            url, self.redis_options, max_connections=max_connections,
+            timeout=publish_timeout, retries=publish_retries, log=self._log,
+            sleep=lambda seconds: (self.server.sleep if self.server is not None
+                                   else time.sleep)(seconds))
+        self._subscriber = None  # the listener's client, made by the listener
         self._listener = None
         self._channels = {}  # namespace -> protocol.Channels
         self._routes = {}    # channel or pattern (bytes) -> (handler, namespace)
@@ -136,8 +182,9 @@ class RedisManager(ClusterAPI, socketio.Manager):
         self._handshakes = {}       # (namespace, sid) -> Node-shaped handshake
         self._auth = {}             # (eio_sid, namespace) -> auth, while connecting
         self._ack_deadlines = []    # heap of (deadline, sid, ack id)
-        #: publishes that failed (each one also raised to its caller)
-        self.publish_failures = 0
+        self._received = 0           # written by the listener task only
+        self._dropped_malformed = 0  # idem
+        self._last_message = None    # idem (time.monotonic())
 
     # ------------------------------------------------------------ lifecycle
 
@@ -179,7 +226,11 @@ class RedisManager(ClusterAPI, socketio.Manager):
             return
         if self.server is not None:
             _check_monkey_patched(self.server.async_mode)
-        self._listener = Listener(self._new_pubsub, self._on_message, self._log)
+        self._listener = Listener(
+            self._new_pubsub, self._on_message, self._log,
+            where=connection.redact(self.url),
+            health_check_interval=self.health_check_interval,
+            health_check_timeout=self.health_check_timeout)
         for namespace in self._known_namespaces():
             self._subscribe(namespace)
         if self.server is not None:
@@ -192,21 +243,79 @@ class RedisManager(ClusterAPI, socketio.Manager):
                               'cannot reach this one until it is')
 
     def close(self, timeout=5.0):
-        """Stop the listener and release every Redis connection."""
+        """Stop the listener (within 0.25 s, unless it is connecting to an
+        unresponsive Redis: then within ``health_check_timeout``) and release
+        every Redis connection.
+
+        The manager can listen again with :meth:`initialize`.
+        """
         with self._lock:
             listener, self._listener = self._listener, None
             self._routes.clear()
         if listener is not None:
             listener.stop()
             listener.stopped.wait(timeout)
-        client, self._redis = self._redis, None
-        if client is not None:
-            client.close()
+        subscriber, self._subscriber = self._subscriber, None
+        if subscriber is not None:
+            subscriber.connection_pool.disconnect()
+        self._publisher.close()
 
     @property
     def ready(self):
         """True while every subscription of this server is confirmed."""
         return self._listener is not None and self._listener.ready.is_set()
+
+    @property
+    def publish_failures(self):
+        """Publishes that failed (each one also raised to its caller)."""
+        return self._publisher.failures
+
+    def stats(self):
+        """Counters and health of this server's Redis side, as a dict:
+
+        - ``published``, ``publish_failures``: publishes that succeeded and
+          that raised :class:`~sio_redis_sync.PublishError`;
+          ``partial_deliveries``: those that raised
+          :class:`~sio_redis_sync.PartialDelivery` (a server was subscribing
+          again after an outage);
+        - ``received``: messages read from Redis for this server;
+          ``dropped_malformed``: those dropped as malformed or too large;
+        - ``reconnects``: times the listener reconnected after a loss;
+        - ``last_message_age``: seconds since the last message received
+          (None before the first);
+        - ``subscribed``: every subscription confirmed (see :attr:`ready`);
+          ``channels``, ``patterns``: the subscriptions;
+        - ``connections_opened``: connections opened to Redis so far,
+          publisher pool and listener together (also given apart as
+          ``publisher_connections_opened`` and
+          ``subscriber_connections_opened``); ``max_connections``: the
+          publisher pool's cap.
+        """
+        listener_ = self._listener
+        channels, patterns = listener_.subscriptions() if listener_ else ([], [])
+        last = self._last_message
+        publisher = self._publisher
+        subscriber = self._subscriber
+        sub_opened = subscriber.connection_pool.connections_opened \
+            if subscriber is not None else 0
+        pub_opened = publisher.connections_opened
+        return {
+            'published': publisher.published,
+            'publish_failures': publisher.failures,
+            'partial_deliveries': publisher.partial_deliveries,
+            'received': self._received,
+            'dropped_malformed': self._dropped_malformed,
+            'reconnects': max(listener_.connections - 1, 0) if listener_ else 0,
+            'last_message_age': None if last is None
+            else time.monotonic() - last,
+            'subscribed': self.ready,
+            'channels': channels,
+            'patterns': patterns,
+            'connections_opened': pub_opened + sub_opened,
+            'publisher_connections_opened': pub_opened,
+            'subscriber_connections_opened': sub_opened,
+            'max_connections': publisher.client.connection_pool.max_connections,
+        }
 
     def _known_namespaces(self):
         namespaces = {'/'}
@@ -221,17 +330,15 @@ class RedisManager(ClusterAPI, socketio.Manager):
         return namespaces
 
     def _client(self):
-        client = self._redis
-        if client is None:
-            with self._lock:
-                if self._redis is None:
-                    self._redis = redis.Redis.from_url(
-                        self.url, **self.redis_options)
-                client = self._redis
-        return client
+        """The ``redis.Redis`` on the bounded publisher pool."""
+        return self._publisher.client
 
     def _new_pubsub(self):
-        return self._client().pubsub()
+        # called by the listener task only
+        if self._subscriber is None:
+            self._subscriber = connection.subscriber_client(
+                self.url, self.redis_options, self.health_check_timeout)
+        return self._subscriber.pubsub()
 
     def _channels_of(self, namespace):
         channels = self._channels.get(namespace)
@@ -259,13 +366,17 @@ class RedisManager(ClusterAPI, socketio.Manager):
         self._listener.subscribe(channels=[channels.request] + responses,
                                  patterns=[channels.broadcast_pattern])
 
-    def _publish(self, channel, payload):
-        try:
-            return publish(self._client(), channel, payload)
-        except PublishError as exc:
-            self.publish_failures += 1
-            self._log.error('%s', exc)
-            raise
+    def _publish(self, channel, payload, channels=None):
+        """PUBLISH within the deadline; a failure is counted, logged with its
+        cause, and raised as PublishError. With the namespace's ``channels``,
+        a message that missed a server subscribing again after an outage
+        raises PartialDelivery."""
+        return self._publisher.publish(channel, payload, channels)
+
+    def _publish_request(self, namespace, payload):
+        """A request every server acts on (join, leave, disconnect, ...)."""
+        channels = self._channels_of(namespace)
+        return self._publish(channels.request, payload, channels)
 
     # ------------------------------------------- room bookkeeping, locked
 
@@ -407,7 +518,7 @@ class RedisManager(ClusterAPI, socketio.Manager):
                               self.ack_ttl)
         self._deliver(namespace, data, targets, callback)
         try:
-            self._publish(channel, payload)
+            self._publish(channel, payload, channels)
         except PublishError:
             if callback is not None:
                 self._pending.discard(request_id)
@@ -496,21 +607,21 @@ class RedisManager(ClusterAPI, socketio.Manager):
         """Put ``sid`` (on any server of the cluster) in ``room``."""
         if self._is_local(sid, namespace):
             return self.basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
-        self._publish(self._channels_of(namespace).request,
-                      protocol.encode_remote_join(self.uid, [sid], [], [room]))
+        self._publish_request(namespace,
+                              protocol.encode_remote_join(self.uid, [sid], [], [room]))
 
     def leave_room(self, sid, namespace, room):
         """Take ``sid`` (on any server of the cluster) out of ``room``."""
         if self._is_local(sid, namespace):
             return self.basic_leave_room(sid, namespace, room)
-        self._publish(self._channels_of(namespace).request,
-                      protocol.encode_remote_leave(self.uid, [sid], [], [room]))
+        self._publish_request(namespace,
+                              protocol.encode_remote_leave(self.uid, [sid], [], [room]))
 
     def close_room(self, room, namespace):
         """Empty ``room`` on every server of the cluster."""
         self.basic_close_room(room, namespace)
-        self._publish(self._channels_of(namespace).request,
-                      protocol.encode_remote_leave(self.uid, [room], [], [room]))
+        self._publish_request(namespace,
+                              protocol.encode_remote_leave(self.uid, [room], [], [room]))
 
     def can_disconnect(self, sid, namespace):
         if self._is_local(sid, namespace):
@@ -528,19 +639,22 @@ class RedisManager(ClusterAPI, socketio.Manager):
         self._publish_disconnect(sid, namespace)
 
     def _publish_disconnect(self, sid, namespace, close=False):
-        self._publish(self._channels_of(namespace).request,
-                      protocol.encode_remote_disconnect(self.uid, [sid], [],
-                                                        close))
+        self._publish_request(namespace,
+                              protocol.encode_remote_disconnect(self.uid, [sid], [],
+                                                                close))
 
     # ---------------------------------------------- messages from Redis
 
     def _on_message(self, channel, pattern, data):
+        self._received += 1
+        self._last_message = time.monotonic()
         handler, namespace = self._routes.get(pattern or channel, (None, None))
         if handler is None:
             self._log.debug('ignoring a message on unknown channel %r', channel)
             return
         if self.max_message_size is not None and \
                 len(data) > self.max_message_size:
+            self._dropped_malformed += 1
             self._log.warning('dropped a message of %d bytes on %r: larger '
                               'than max_message_size (%d)', len(data), channel,
                               self.max_message_size)
@@ -548,6 +662,7 @@ class RedisManager(ClusterAPI, socketio.Manager):
         try:
             handler(namespace, channel, data)
         except ProtocolError as exc:
+            self._dropped_malformed += 1
             self._log.warning('dropped a malformed message on %r: %s',
                               channel, exc)
 

@@ -271,9 +271,8 @@ def test_call_a_client_of_the_other_server(cluster):
     clients['c3'].client.on('question', lambda *args: ['answer', *args])
     assert a.sio.call('question', 7, to=clients['c3'].sid, timeout=5) \
         == ['answer', 7]
-    # a one-client callback is gone after its ack (removed just after the
-    # callback is spawned, so possibly after call() returned)
-    wait_until(lambda: len(a.manager._pending) == 0, message='the callback dropped')
+    # a one-client callback is gone after its ack
+    wait_until(lambda: len(a.manager._pending) == 0, message='the entry dropped')
 
 
 def test_callback_gets_every_ack_of_a_room_across_servers(cluster):

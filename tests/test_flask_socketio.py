@@ -10,8 +10,8 @@ from sio_redis_sync import Emitter, RedisManager
 
 def test_flask_socketio_test_client_with_the_cluster(redis_url, key, redis_client):
     app = Flask(__name__)
-    socketio = SocketIO(app, client_manager=RedisManager(redis_url, key=key),
-                        async_mode='threading')  # not eventlet, installed for the demo
+    socketio = SocketIO(app, async_mode='threading',
+                        client_manager=RedisManager(redis_url, key=key))
 
     @socketio.on('join')
     def on_join(room):

@@ -16,6 +16,7 @@ from sio_redis_sync.exceptions import ProtocolError
 from sio_redis_sync.protocol import (
     Broadcast, Channels, Request, RequestType, decode_broadcast,
     decode_request, decode_response, dumps_json, dumps_msgpack,
+    encode_all_rooms, encode_fetch_sockets,
     encode_broadcast, encode_remote_disconnect, encode_remote_join,
     encode_remote_leave, encode_response, encode_server_side_emit,
     loads_msgpack)
@@ -205,6 +206,32 @@ def test_emitter_remote_request_vectors():
         == encode_remote_disconnect(None, [], [], None) \
         == _det('emitter.request.disconnectSockets')
     assert b'"close":true}' in encode_remote_disconnect(None, [], [], 1)
+
+
+def test_cluster_request_vectors():
+    assert encode_all_rooms('AbC-_9', 'Req123') == _det('classic.request.allRooms')
+    assert encode_fetch_sockets('AbC-_9', 'Req123', ['room1']) \
+        == _det('classic.request.fetchSockets')
+    assert encode_server_side_emit('AbC-_9', ['ping'], 'Req123') \
+        == _det('classic.request.serverSideEmit.ack')
+    assert encode_response({'requestId': 'Req123', 'rooms': ['room1', 'sid1']}) \
+        == _det('classic.response.allRooms')
+
+
+_CAPTURED_ASKS = [v for v in REQUESTS if v['encoding'] == 'json'
+                  and json.loads(v['text'])['type'] in (1, 5)]
+
+
+@pytest.mark.parametrize('vector', _CAPTURED_ASKS, ids=_ids(_CAPTURED_ASKS))
+def test_captured_fetch_and_all_rooms_requests_reencode(vector):
+    message = json.loads(vector['text'])
+    if message['type'] == 1:
+        encoded = encode_all_rooms(message['uid'], message['requestId'])
+    else:
+        encoded = encode_fetch_sockets(message['uid'], message['requestId'],
+                                       message['opts']['rooms'],
+                                       message['opts']['except'])
+    assert encoded == _raw(vector)
 
 
 _REMOTE = [v for v in REQUESTS if v['encoding'] == 'json'

@@ -39,7 +39,19 @@ def load(tmp_path, name, source):
         sys.modules.pop(name, None)
 
 
-def test_quick_start_flask_server_and_celery_task(snippets, tmp_path):
+@pytest.fixture
+def without_green_libraries(monkeypatch):
+    """Hide eventlet and gevent (installed for other tests), as on a plain
+    install: Flask-SocketIO would pick one of them, and the snippet is served
+    by Werkzeug's threads here."""
+    for name in ('eventlet', 'gevent', 'engineio.async_drivers.eventlet',
+                 'engineio.async_drivers.gevent',
+                 'engineio.async_drivers.gevent_uwsgi'):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+def test_quick_start_flask_server_and_celery_task(snippets, tmp_path,
+                                                  without_green_libraries):
     server = load(tmp_path, 'readme_app', snippets[0])
     tasks = load(tmp_path, 'readme_tasks', snippets[1])
     http = make_server('127.0.0.1', 0, server.app, threaded=True)

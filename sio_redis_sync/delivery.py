@@ -1,0 +1,81 @@
+"""Whether a publish reached every server: Redis Pub/Sub keeps nothing, so a
+server that is subscribing again after an outage misses what is sent meanwhile.
+
+Owns, per channel group, how many subscribers the last publishes reached; a
+publish that reaches fewer is checked against PUBSUB NUMSUB before it counts
+as a server gone for good, or raises PartialDelivery to its caller.
+"""
+import threading
+import time
+
+from .exceptions import PartialDelivery
+
+# How long a publish that reached fewer servers than before waits for them to
+# subscribe again (listeners do within a few tenths of a second of Redis).
+RESUBSCRIBE_WAIT = 1.0
+# How long a lower count may persist while NUMSUB stays the same before it is
+# taken as the new normal (a monitoring client that left, say).
+SETTLE_AFTER = 2.0
+POLL = 0.05
+
+
+class DeliveryCheck:
+    """Compares each publish's receiver count with the usual one.
+
+    :param numsub: ``numsub(channel)`` -> subscribers of ``channel`` now.
+    :param sleep: how to pause (the server's ``sleep`` under eventlet/gevent).
+    """
+
+    def __init__(self, numsub, sleep=time.sleep, clock=time.monotonic,
+                 wait=RESUBSCRIBE_WAIT, settle_after=SETTLE_AFTER):
+        self._numsub = numsub
+        self._sleep = sleep
+        self._clock = clock
+        self._wait = wait
+        self._settle_after = settle_after
+        self._lock = threading.Lock()
+        # group -> [receivers, servers (NUMSUB of the request channel), time
+        # the count first fell short, or None]
+        self._usual = {}
+
+    def check(self, group, servers_channel, channel, receivers):
+        """After a publish on ``channel`` of ``group`` reached ``receivers``.
+
+        :param servers_channel: the channel whose NUMSUB counts the servers
+                                (the namespace's request channel).
+        :raises sio_redis_sync.PartialDelivery: if fewer subscribers than
+            usual received it while the missing servers were subscribing
+            again (they did not get it).
+        """
+        with self._lock:
+            usual = self._usual.get(group)
+            if usual is not None and receivers == usual[0]:
+                usual[2] = None
+                return
+        if usual is None or receivers > usual[0]:
+            servers = self._numsub(servers_channel)
+            with self._lock:
+                self._usual[group] = [receivers, servers, None]
+            return
+        expected, servers_before, short_since = usual
+        now = self._clock()
+        deadline = now + self._wait
+        while True:
+            servers = self._numsub(servers_channel)
+            if servers >= servers_before:
+                break
+            if self._clock() >= deadline:
+                # fewer servers for good: this publish reached all there are
+                with self._lock:
+                    self._usual[group] = [receivers, servers, None]
+                return
+            self._sleep(POLL)
+        with self._lock:
+            if short_since is None:
+                usual[2] = short_since = now
+            elif now - short_since >= self._settle_after:
+                # as many servers as before, yet fewer receivers for a while:
+                # a subscriber that was not a server left
+                self._usual[group] = [receivers, servers, None]
+                return
+        raise PartialDelivery(channel, receivers, expected)

@@ -1,0 +1,176 @@
+"""Publishing with a deadline: one bounded pool, retries only where they are
+safe, counters, and a PublishError naming the real cause.
+
+Owns the publisher pool of one Emitter or RedisManager (shared by all its
+threads and greenlets); never touches a subscriber connection.
+"""
+import inspect
+import logging
+import threading
+import time
+
+import redis
+
+from . import connection
+from .delivery import DeliveryCheck
+from .exceptions import PartialDelivery, PublishError
+from .transport import PUBLISH_ERRORS, numsub
+
+logger = logging.getLogger('sio_redis_sync')
+# first pause between two attempts; doubled each time, within the deadline
+RETRY_DELAY = 0.05
+
+
+class _NotSent(Exception):
+    """The connection failed before Redis could have read the whole command:
+    trying again cannot deliver the message twice."""
+
+    def __init__(self, cause):
+        super().__init__(cause)
+        self.cause = cause
+
+
+def _checkout(pool):
+    # redis-py < 5.3 wants a command name; later ones warn if given one
+    parameter = inspect.signature(pool.get_connection).parameters.get(
+        'command_name')
+    if parameter is not None and parameter.default is inspect.Parameter.empty:
+        return pool.get_connection('PUBLISH')
+    return pool.get_connection()
+
+
+class Publisher:
+    """PUBLISH through one bounded pool, with bounded retries and a deadline.
+
+    :param url: the Redis URL (ignored if ``client`` is given).
+    :param options: keyword arguments for the pool (see
+                    :func:`sio_redis_sync.connection.publisher_pool`).
+    :param client: a ``redis.Redis`` to publish through instead; its pool is
+                   used as it is and not closed by :meth:`close`.
+    :param max_connections: the pool's cap.
+    :param timeout: the deadline of one publish, in seconds: waiting for a
+                    free connection, connecting, retries and the reply.
+    :param retries: how many times a publish whose connection failed before
+                    the command was sent is tried again. A command sent but
+                    not answered is never resent (it may have been
+                    delivered): it raises at once.
+    :param sleep: how to pause between attempts (the server's ``sleep`` under
+                  eventlet/gevent).
+    """
+
+    def __init__(self, url=None, options=None, client=None,
+                 max_connections=connection.MAX_CONNECTIONS,
+                 timeout=connection.PUBLISH_TIMEOUT,
+                 retries=connection.PUBLISH_RETRIES, log=None, sleep=time.sleep):
+        if timeout is None or timeout <= 0:
+            raise ValueError('publish timeout must be a positive number')
+        if client is None:
+            self.client = redis.Redis(connection_pool=connection.publisher_pool(
+                url, options, max_connections, timeout))
+            self.where = connection.redact(url)
+            self._owns_client = True
+        else:
+            self.client = client
+            self.where = repr(client)
+            self._owns_client = False
+        self.timeout = timeout
+        self.retries = retries
+        self.sleep = sleep
+        self._log = log or logger
+        self._lock = threading.Lock()
+        self.published = 0
+        self.failures = 0
+        #: publishes that raised PartialDelivery
+        self.partial_deliveries = 0
+        self.delivery = DeliveryCheck(
+            lambda channel: numsub(self.client, channel), sleep)
+
+    def publish(self, channel, payload, channels=None):
+        """PUBLISH ``payload`` on ``channel``.
+
+        :param channels: the namespace's :class:`~sio_redis_sync.protocol.
+                         Channels`, to check that a broadcast or request
+                         reached as many servers as usual (see
+                         :class:`~sio_redis_sync.delivery.DeliveryCheck`).
+        :return: how many subscribers received it.
+        :raises sio_redis_sync.PublishError: when Redis could not take it
+            within the deadline; logged with the cause, and counted.
+        :raises sio_redis_sync.PartialDelivery: when it reached fewer
+            servers than usual because some were subscribing again.
+        """
+        started = time.monotonic()
+        deadline = started + self.timeout
+        delay, attempts = RETRY_DELAY, 0
+        while True:
+            attempts += 1
+            try:
+                receivers = self._publish_once(channel, payload)
+            except _NotSent as exc:
+                if attempts > self.retries or \
+                        time.monotonic() + delay >= deadline:
+                    self._fail(channel, exc.cause, attempts, started)
+                self.sleep(delay)
+                delay *= 2
+                continue
+            except PUBLISH_ERRORS as exc:
+                self._fail(channel, exc, attempts, started)
+            with self._lock:
+                self.published += 1
+            if channels is not None:
+                self._check_delivery(channels, channel, receivers)
+            return receivers
+
+    def _check_delivery(self, channels, channel, receivers):
+        # every room channel of a namespace reaches the same pattern
+        # subscribers: one count for its broadcasts, one for its requests
+        group = channels.request if channel == channels.request \
+            else channels.broadcast
+        try:
+            self.delivery.check(group, channels.request, channel, receivers)
+        except PartialDelivery as exc:
+            with self._lock:
+                self.partial_deliveries += 1
+            self._log.warning('%s (Redis %s)', exc, self.where)
+            raise
+        except PUBLISH_ERRORS as exc:  # NUMSUB failed: Redis went away again
+            self._fail(channels.request, exc, 1, time.monotonic())
+
+    def _publish_once(self, channel, payload):
+        pool = self.client.connection_pool
+        try:
+            conn = _checkout(pool)
+        except PUBLISH_ERRORS as exc:
+            raise _NotSent(exc) from exc
+        try:
+            try:
+                conn.send_command('PUBLISH', channel, payload)
+            except PUBLISH_ERRORS as exc:
+                conn.disconnect()
+                raise _NotSent(exc) from exc
+            try:
+                return conn.read_response()
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                conn.disconnect()
+                raise
+        finally:
+            pool.release(conn)
+
+    def _fail(self, channel, cause, attempts, started):
+        with self._lock:
+            self.failures += 1
+        error = PublishError(channel, cause)
+        self._log.error('%s (Redis %s, %d attempt%s in %.2f s)', error,
+                        self.where, attempts, 's' if attempts > 1 else '',
+                        time.monotonic() - started)
+        raise error from cause
+
+    @property
+    def connections_opened(self):
+        """Connections this pool has opened (None for a client not ours)."""
+        return getattr(self.client.connection_pool, 'connections_opened', None)
+
+    def close(self):
+        """Release the pool's connections (only those of a pool it made)."""
+        if self._owns_client:
+            self.client.close()
+            self.client.connection_pool.disconnect()
