@@ -59,6 +59,11 @@ def test_chat_and_cluster_panel_across_servers(demo_app, redis_url, key):
                       for s in panel['sockets']) == sorted(
             [(alice.sid, 'alice', 'one', [room]), (bob.sid, 'bob', 'two', [room])])
 
+        # What a client sends that makes no sense gets an answer saying so.
+        assert 'a room is a name' in alice.client.call('join', 42, timeout=10)
+        assert 'a message is' in alice.client.call('chat', 'hi', timeout=10)
+        assert 'steps is a number' in alice.client.call('start_job', 'x', timeout=10)['error']
+
         alice.client.emit('leave', room)
         wait_until(lambda: 'someone left' in [a[0]['text'] for a in bob.received('chat')],
                    message='bob sees alice leave')

@@ -59,8 +59,8 @@ def create_app(redis_url=None, name='demo', key=None, async_mode='threading'):
 
     @socketio.on('connect')
     def on_connect(auth):
-        user = (auth or {}).get('user', '')
-        if not NAME.match(str(user)):
+        user = auth.get('user') if isinstance(auth, dict) else None
+        if not isinstance(user, str) or not NAME.match(user):
             user = 'guest-' + uuid.uuid4().hex[:4]
         join_room('user:' + user)    # where this user's jobs report progress
         join_room('server:' + name)  # so the cluster panel shows who is where
@@ -69,27 +69,35 @@ def create_app(redis_url=None, name='demo', key=None, async_mode='threading'):
 
     @socketio.on('join')
     def on_join(room):
+        if not is_room_name(room):
+            return 'a room is a name of 1 to 64 characters'
         join_room(room)
         emit('chat', {'room': room, 'from': 'server ' + name,
                       'text': 'someone joined'}, to=room)
 
     @socketio.on('leave')
     def on_leave(room):
+        if not is_room_name(room):
+            return 'a room is a name of 1 to 64 characters'
         emit('chat', {'room': room, 'from': 'server ' + name,
                       'text': 'someone left'}, to=room)
         leave_room(room)
 
     @socketio.on('chat')
     def on_chat(message):
+        if not isinstance(message, dict) or not is_room_name(message.get('room')):
+            return 'a message is {"room": name, "text": text}'
         emit('chat', {'room': message['room'], 'from': 'server ' + name,
-                      'text': str(message['text'])[:500]}, to=message['room'])
+                      'text': str(message.get('text', ''))[:500]}, to=message['room'])
 
     @socketio.on('start_job')
     def on_start_job(steps=10):
         """Enqueue a Celery job for this user; answers with its id."""
+        if not isinstance(steps, int) or not 1 <= steps <= 100:
+            return {'error': 'steps is a number from 1 to 100'}
         user_room = next(room for room in rooms() if room.startswith('user:'))
         job_id = uuid.uuid4().hex[:8]
-        tasks.run_job.delay(user_room, job_id, max(1, min(int(steps), 100)))
+        tasks.run_job.delay(user_room, job_id, steps)
         return job_id
 
     @socketio.on('cluster')
@@ -120,6 +128,11 @@ def describe(socket):
             'server': ', '.join(named('server:')),
             'rooms': sorted(room for room in socket.rooms
                             if room != socket.id and is_chat_room(room))}
+
+
+def is_room_name(room):
+    """What a client may call a room."""
+    return isinstance(room, str) and 0 < len(room) <= 64
 
 
 def is_chat_room(room):
