@@ -1,0 +1,123 @@
+"""The demo in a real browser: headless Debian Chromium, driven by Playwright
+(never a browser of Playwright's own), on pages of two different servers.
+
+Screenshots go to tests/artifacts/ (not committed).
+"""
+import pathlib
+import shutil
+import tempfile
+
+import pytest
+
+from demorun import DemoRun
+
+ARTIFACTS = pathlib.Path(__file__).resolve().parent / 'artifacts'
+CHROMIUM = '/usr/bin/chromium'
+CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu',
+                  '--disable-background-networking', '--disable-quic',
+                  '--no-first-run', '--disable-component-update', '--disable-sync']
+INSTALL_HINT = ('this test needs Debian\'s Chromium and the playwright package: '
+                '"apt-get install chromium chromium-driver" and '
+                '"pip install -e .[test]" (bash tests/run.sh does both)')
+
+
+@pytest.fixture
+def browser():
+    """A Chromium context with an empty profile of its own."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        pytest.fail('%s (%s)' % (INSTALL_HINT, exc))
+    if not shutil.which(CHROMIUM):
+        pytest.fail('%s is missing; %s' % (CHROMIUM, INSTALL_HINT))
+    with tempfile.TemporaryDirectory(prefix='chromium-') as profile, \
+            sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def demo(redis_url):
+    with DemoRun('threading', redis_url) as demo:
+        yield demo
+
+
+def open_page(browser, url, user):
+    page = browser.new_page()
+    page.goto('%s/?user=%s' % (url, user))
+    page.wait_for_function(
+        'document.getElementById("sid").textContent.length == 20',
+        timeout=10000)  # connected: the page shows its socket id
+    return page
+
+
+def log_lines(page):
+    return page.locator('#log .line').all_inner_texts()
+
+
+def test_two_pages_on_two_servers_chat_and_see_their_own_job(browser, demo):
+    alice = open_page(browser, demo.urls[0], 'alice')
+    bob = open_page(browser, demo.urls[1], 'bob')
+    assert alice.inner_text('#server') == str(demo.ports[0])
+    assert bob.inner_text('#server') == str(demo.ports[1])
+
+    # Both pages joined "lobby" on connect: a message crosses servers.
+    alice.fill('#text', 'hello bob, from the first server')
+    alice.click('#send')
+    bob.wait_for_function(
+        'document.getElementById("log").textContent.includes("hello bob, from the first server")',
+        timeout=10000)
+    bob.fill('#text', 'hi alice')
+    bob.press('#text', 'Enter')
+    alice.wait_for_function(
+        'document.getElementById("log").textContent.includes("hi alice")', timeout=10000)
+    assert '[server %d] #lobby: hi alice' % demo.ports[1] in log_lines(alice)
+
+    # A room only bob is in: alice no longer gets its messages once she left.
+    alice.fill('#room', 'side')
+    alice.click('#join')
+    alice.wait_for_function(
+        'document.getElementById("log").textContent.includes("#side: someone joined")',
+        timeout=10000)
+    bob.fill('#room', 'side')
+    bob.click('#join')
+    alice.wait_for_function(
+        'document.getElementById("log").textContent.split("#side: someone joined").length == 3',
+        timeout=10000)  # her join, then bob's
+    alice.click('#leave')
+    bob.wait_for_function(
+        'document.getElementById("log").textContent.includes("#side: someone left")',
+        timeout=10000)
+    bob.fill('#text', 'only for side')
+    bob.click('#send')
+    bob.wait_for_function(
+        'document.getElementById("log").textContent.includes("#side: only for side")',
+        timeout=10000)
+
+    # The job started on alice's page reports there, and only there.
+    alice.click('#start')
+    alice.wait_for_function('document.getElementById("bar").value == 100', timeout=30000)
+    assert alice.inner_text('#job').endswith('done')
+    assert 'worker celery@' in alice.inner_text('#job')
+    assert bob.eval_on_selector('#bar', 'bar => bar.value') == 0
+    assert bob.inner_text('#job').startswith('no job yet')
+    assert not any('only for side' in line for line in log_lines(alice))
+
+    # The cluster panel: both servers, both users, where each one is.
+    alice.click('#refresh')
+    alice.wait_for_function(
+        'document.getElementById("sockets").rows.length == 2', timeout=10000)
+    assert alice.inner_text('#cluster').startswith('2 servers, 2 sockets')
+    rows = {tuple(row.split('\t')[1:3])
+            for row in alice.locator('#sockets tr').all_inner_texts()}
+    assert rows == {('alice', str(demo.ports[0])), ('bob', str(demo.ports[1]))}
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    for name, page in (('alice', alice), ('bob', bob)):
+        path = ARTIFACTS / ('browser-%s.png' % name)
+        page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 10000
