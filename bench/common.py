@@ -52,10 +52,22 @@ class RedisServer:
     measured as slow instead of being disconnected.
     """
 
-    def __init__(self):
+    def __init__(self, attempts=3):
         binary = shutil.which('redis-server')
         if binary is None:
             raise BenchError('redis-server is not on PATH; ' + INSTALL_HINT)
+        # a free port can be taken by someone else before redis-server binds
+        # it: then it exits at once, and another port is tried
+        for attempt in range(attempts):
+            try:
+                self._start(binary)
+                return
+            except BenchError:
+                self.close()
+                if attempt == attempts - 1:
+                    raise
+
+    def _start(self, binary):
         self.port = free_port()
         self.url = 'redis://127.0.0.1:%d/0' % self.port
         self._log = tempfile.NamedTemporaryFile(prefix='bench-redis-', suffix='.log')
@@ -71,7 +83,11 @@ class RedisServer:
 
     def _pings(self, client):
         if self.process.poll() is not None:
-            raise BenchError('redis-server exited (see %s)' % self._log.name)
+            self._log.flush()
+            with open(self._log.name, 'rb') as f:
+                said = f.read().decode('utf-8', 'replace').strip().splitlines()[-3:]
+            raise BenchError('redis-server on port %d exited: %s'
+                             % (self.port, ' | '.join(said)))
         try:
             return client.ping()
         except redis.ConnectionError:

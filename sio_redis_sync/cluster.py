@@ -228,9 +228,7 @@ class ClusterAPI:
         selection = protocol.as_rooms(room)
         skip = protocol.as_rooms(skip)
         rooms = protocol.as_rooms(rooms)
-        for sid in self._select(namespace, selection, skip):
-            for name in rooms:
-                apply(sid, namespace, name)
+        self._apply_locally(namespace, selection, skip, rooms, apply)
         self._publish_request(namespace,
                               encode(self.uid, selection, skip, rooms))
 

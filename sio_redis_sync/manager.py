@@ -780,13 +780,24 @@ class RedisManager(ClusterAPI, socketio.Manager):
         """REMOTE_JOIN/LEAVE: ``apply(sid, namespace, room)`` to the selected
         local sockets, or (legacy form) to one sid, answering the requester."""
         if request.sid is not None:
-            if self._is_local(request.sid, namespace):
-                apply(request.sid, namespace, request.room)
+            with self._lock:
+                local = self._is_local(request.sid, namespace)
+                if local:
+                    apply(request.sid, namespace, request.room)
+            if local:
                 self._answer_legacy(namespace, request)
             return
-        for sid in self._select(namespace, request.rooms, request.except_):
-            for room in request.rooms_arg:
-                apply(sid, namespace, room)
+        self._apply_locally(namespace, request.rooms, request.except_,
+                            request.rooms_arg, apply)
+
+    def _apply_locally(self, namespace, selection, skip, rooms, apply):
+        """``apply(sid, namespace, room)`` for each of ``rooms`` and each local
+        socket selected by ``selection``/``skip``, all under the lock: a
+        socket that leaves meanwhile is neither missed nor brought back."""
+        with self._lock:
+            for sid in self._select(namespace, selection, skip):
+                for room in rooms:
+                    apply(sid, namespace, room)
 
     def _on_remote_disconnect(self, namespace, request):
         if request.sid is not None:

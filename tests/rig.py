@@ -50,11 +50,19 @@ class RedisProcess:
         if self._binary is None:
             pytest.fail('redis-server is not on PATH; install it with '
                         '"apt-get install redis-server"')
-        self.port = free_port()
-        self.url = 'redis://127.0.0.1:%d/0' % self.port
         self._log = tempfile.NamedTemporaryFile(prefix='redis-', suffix='.log')
         self.process = None
-        self.start()
+        for attempt in range(3):
+            # a free port can be taken by another process before redis-server
+            # binds it; then it exits at once and another port is tried
+            self.port = free_port()
+            self.url = 'redis://127.0.0.1:%d/0' % self.port
+            try:
+                self.start()
+                return
+            except AssertionError:
+                if attempt == 2:
+                    raise
 
     def start(self):
         self.process = subprocess.Popen(

@@ -52,6 +52,10 @@ def test_threads_and_listener_churn_rooms_together(redis_url, key,
         def come_and_go(n):
             for i in range(6):
                 client = PyClient(server.url, rooms=['stable', 'temp%d' % n])
+                # like python-socketio's, a server-side disconnect is ignored
+                # until the connect handler is done
+                wait_until(lambda c=client: manager.is_connected(c.sid, '/'),
+                           message='the server done connecting')
                 sio.emit('hello', i, to='temp%d' % n)
                 if i % 2:
                     sio.disconnect(client.sid)
