@@ -73,7 +73,7 @@ class RedisServer:
         self._log = tempfile.NamedTemporaryFile(prefix='bench-redis-', suffix='.log')
         self.process = subprocess.Popen(
             [binary, '--port', str(self.port), '--bind', '127.0.0.1', '--save', '',
-             '--appendonly', 'no', '--client-output-buffer-limit', 'pubsub 0 0 0'],
+             '--appendonly', 'no', '--client-output-buffer-limit', 'pubsub', '0', '0', '0'],
             stdout=self._log, stderr=subprocess.STDOUT)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         try:
