@@ -11,9 +11,9 @@ from . import connection, protocol
 from .cluster import RemoteSocket
 from .publisher import Publisher
 from .requests import Acks, Replies
-from .transport import PUBLISH_ERRORS, ask, numsub, publish
+from .transport import ask, numsub
 
-__all__ = ['Emitter', 'Batch', 'BroadcastOperator', 'publish', 'PUBLISH_ERRORS']
+__all__ = ['Emitter', 'Batch', 'BroadcastOperator']
 # how long the Emitter waits for answers by default (Node's requestsTimeout)
 REQUESTS_TIMEOUT = 5.0
 # @socket.io/redis-emitter refuses these: the servers reserve them
@@ -264,7 +264,7 @@ class Emitter:
                 'connections_opened': publisher.connections_opened}
 
     def _ask(self, channels, entry, payload, timeout):
-        return ask(self.redis, channels, self.uid, entry,
+        return ask(self.redis, self._publish, channels, self.uid, entry,
                    lambda request_id: payload(self.uid, request_id), timeout)
 
     def of(self, namespace):

@@ -190,8 +190,8 @@ class Publisher:
                 self.partial_deliveries += 1
             self._log.warning('%s (Redis %s)', exc, self.where)
             raise
-        except PUBLISH_ERRORS as exc:  # NUMSUB failed: Redis went away again
-            self._fail(channels.request, exc, 1, time.monotonic())
+        except PublishError as exc:  # NUMSUB failed: Redis went away again
+            self._fail(channels.request, exc.__cause__, 1, time.monotonic())
 
     def _publish_once(self, channel, payload):
         pool = self.client.connection_pool

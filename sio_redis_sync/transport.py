@@ -1,5 +1,5 @@
-"""The Redis calls the manager and the Emitter share: PUBLISH, NUMSUB, and a
-request answered on a short-lived response subscription.
+"""The Redis calls the manager and the Emitter share: NUMSUB, and a request
+answered on a short-lived response subscription.
 
 Owns no connection (callers pass their client) and turns every Redis failure
 into :class:`PublishError`, so a caller learns that its message was not sent.
@@ -17,17 +17,6 @@ PUBLISH_ERRORS = (redis.RedisError, OSError)
 logger = logging.getLogger('sio_redis_sync')
 
 
-def publish(client, channel, payload):
-    """PUBLISH through ``client``; a Redis failure raises PublishError.
-
-    :return: how many subscribers received the message.
-    """
-    try:
-        return client.publish(channel, payload)
-    except PUBLISH_ERRORS as exc:
-        raise PublishError(channel, exc) from exc
-
-
 def numsub(client, channel):
     """How many subscribers ``channel`` has (Node's ``serverCount()`` when it
     is a request channel)."""
@@ -38,10 +27,13 @@ def numsub(client, channel):
     return count
 
 
-def ask(client, channels, uid, entry, payload, timeout, log=logger):
+def ask(client, publish, channels, uid, entry, payload, timeout, log=logger):
     """Publish the request ``payload`` and read the answers on a response
     subscription of its own, closed on return (for processes that do not
     listen, like the Emitter).
+
+    :param publish: ``publish(channel, payload)``, the caller's own (with its
+                    deadline and counters).
 
     :param entry: a factory ``entry(servers)`` of the pending entry
                   (:class:`~sio_redis_sync.requests.Replies` or
@@ -69,7 +61,7 @@ def ask(client, channels, uid, entry, payload, timeout, log=logger):
         pending = entry(numsub(client, channels.request))
         if pending.done.is_set():
             return pending.replies
-        publish(client, channels.request, payload(request_id))
+        publish(channels.request, payload(request_id))
         while not pending.done.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -252,6 +252,8 @@ def test_the_emitter_asks_the_cluster(trio, redis_url, key):
         assert emitter.server_count() == 3
         assert {s.id for s in emitter.fetch_sockets('r2')} \
             == {clients['b1'].sid, clients['c1'].sid}
+        # requests go through the emitter's own publisher (deadline, counters)
+        assert emitter.stats()['published'] == 1
         assert emitter.all_rooms() >= {'r1', 'r2', clients['b2'].sid}
         assert sorted(emitter.to('r1').emit_with_ack('poll')) == ['a1', 'b1']
         assert sorted(emitter.emit_with_ack('poll', to='r2')) == ['b1', 'c1']
