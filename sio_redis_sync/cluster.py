@@ -9,9 +9,7 @@ import urllib.parse
 
 from . import protocol
 from .exceptions import SioRedisError
-from .protocol import RequestType
 from .requests import Acks, Replies, new_request_id
-from .transport import numsub
 
 # Python's strftime gives the zone's abbreviation where Node prints its name
 _JS_DATE = '%a %b %d %Y %H:%M:%S GMT%z'
@@ -115,7 +113,7 @@ class ClusterAPI:
 
         :raises sio_redis_sync.PublishError: if Redis cannot be asked.
         """
-        return numsub(self._client(), self._channels_of(namespace).request)
+        return self._wire.server_count(namespace)
 
     def all_rooms(self, namespace='/', timeout=None):
         """Every room of ``namespace`` on every server, sids included (Node's
@@ -123,10 +121,15 @@ class ClusterAPI:
 
         :raises sio_redis_sync.RequestTimeout: if a server did not answer in
                                                 time.
+        :raises sio_redis_sync.SioRedisError: in sharded mode, where no such
+                                               request exists (Node's sharded
+                                               adapter throws too).
         """
+        self._wire.all_rooms(namespace, None)  # raises if the wire has none
         rooms = set(self._local_rooms(namespace))
         for answer in self._ask(namespace, 'all_rooms', 'rooms', timeout,
-                                protocol.encode_all_rooms):
+                                lambda request_id: self._wire.all_rooms(
+                                    namespace, request_id)):
             if isinstance(answer, list):
                 rooms.update(room for room in answer
                              if isinstance(room, (str, int)))
@@ -146,8 +149,8 @@ class ClusterAPI:
         found = self._socket_details(namespace, rooms, skip)
         for answer in self._ask(
                 namespace, 'fetch_sockets', 'sockets', timeout,
-                lambda uid, request_id: protocol.encode_fetch_sockets(
-                    uid, request_id, rooms, skip)):
+                lambda request_id: self._wire.fetch_sockets(
+                    namespace, request_id, rooms, skip)):
             if isinstance(answer, list):
                 found.extend(s for s in answer
                              if isinstance(s, dict) and 'id' in s)
@@ -166,9 +169,7 @@ class ClusterAPI:
                          a background task; the call itself returns at once.
         """
         if callback is None:
-            self._publish_request(namespace,
-                                  protocol.encode_server_side_emit(
-                                      self.uid, [event, *args]))
+            self._send(self._wire.server_side_emit(namespace, [event, *args]))
             return
         self._spawn(self._server_side_call_back, callback, event, args,
                     namespace)
@@ -193,8 +194,8 @@ class ClusterAPI:
         data = [event, *args]
         return self._ask(
             namespace, 'server_side_call(%r)' % event, 'data', timeout,
-            lambda uid, request_id: protocol.encode_server_side_emit(
-                uid, data, request_id))
+            lambda request_id: self._wire.server_side_emit(
+                namespace, data, request_id))
 
     def on(self, event, handler=None, namespace='/'):
         """Register the handler of server-side event ``event`` sent by other
@@ -215,22 +216,19 @@ class ClusterAPI:
         """Make the sockets of ``room`` (all if None) but those of ``skip``
         join ``rooms``, on every server (Node: ``io.in(room).socketsJoin``)."""
         self._apply_everywhere(namespace, room, skip, rooms,
-                               self.basic_enter_room,
-                               protocol.encode_remote_join)
+                               self.basic_enter_room, self._wire.join)
 
     def sockets_leave(self, rooms, room=None, skip=None, namespace='/'):
         """Make the selected sockets leave ``rooms``, on every server."""
         self._apply_everywhere(namespace, room, skip, rooms,
-                               self.basic_leave_room,
-                               protocol.encode_remote_leave)
+                               self.basic_leave_room, self._wire.leave)
 
     def _apply_everywhere(self, namespace, room, skip, rooms, apply, encode):
         selection = protocol.as_rooms(room)
         skip = protocol.as_rooms(skip)
         rooms = protocol.as_rooms(rooms)
         self._apply_locally(namespace, selection, skip, rooms, apply)
-        self._publish_request(namespace,
-                              encode(self.uid, selection, skip, rooms))
+        self._send(encode(namespace, selection, skip, rooms))
 
     def disconnect_sockets(self, close=False, room=None, skip=None,
                            namespace='/'):
@@ -240,9 +238,7 @@ class ClusterAPI:
         selection = protocol.as_rooms(room)
         skip = protocol.as_rooms(skip)
         targets = self._select(namespace, selection, skip)
-        self._publish_request(namespace,
-                              protocol.encode_remote_disconnect(self.uid, selection,
-                                                                skip, close))
+        self._send(self._wire.disconnect(namespace, selection, skip, close))
         if targets:
             self._disconnect_local(namespace, targets, close)
 
@@ -269,10 +265,9 @@ class ClusterAPI:
         targets = self._select(namespace, rooms, skip)
         ack_ids = {}
         try:
-            self._publish(self._channels_of(namespace).request,
-                          protocol.encode_broadcast_request(
-                              self.uid, request_id, namespace, data, rooms,
-                              skip, {'timeout': int(timeout * 1000)}))
+            self._send(self._wire.emit_request(
+                namespace, request_id, data, rooms, skip,
+                {'timeout': int(timeout * 1000)}))
             ack_ids = self._deliver(namespace, data, targets,
                                     lambda *args: acks.add_ack(
                                         args[0] if args else None),
@@ -284,8 +279,8 @@ class ClusterAPI:
             self._forget_acks(ack_ids)
 
     def _ask(self, namespace, what, field, timeout, encode):
-        """Publish the request ``encode(uid, request_id)`` and wait for the
-        ``field`` of every other server's answer."""
+        """Publish the request ``encode(request_id)`` (a message of the
+        wire) and wait for the ``field`` of every other server's answer."""
         timeout = self.requests_timeout if timeout is None else timeout
         self._listen_for_responses(namespace)
         replies = Replies(what, field, self.server_count(namespace) - 1)
@@ -294,8 +289,7 @@ class ClusterAPI:
         request_id = new_request_id()
         self._pending.add(request_id, replies, timeout)
         try:
-            self._publish(self._channels_of(namespace).request,
-                          encode(self.uid, request_id))
+            self._send(encode(request_id))
             return replies.wait(timeout)
         finally:
             self._pending.discard(request_id)
@@ -336,22 +330,20 @@ class ClusterAPI:
             return {}
         return session
 
-    def _answer(self, namespace, request, body):
-        self._publish(self._channels_of(namespace).response,
-                      protocol.encode_response(
-                          {'requestId': request.request_id, **body}))
+    def _answer(self, namespace, request, kind, value):
+        self._send(self._wire.answer(namespace, request, kind, value))
 
     def _on_sockets(self, namespace, request):
         """SOCKETS (0, legacy): the sids of the local sockets in rooms."""
-        self._answer(namespace, request, {'sockets': list(
-            self._select(namespace, request.rooms, ()))})
+        self._answer(namespace, request, 'sids', list(
+            self._select(namespace, request.rooms, ())))
 
     def _on_all_rooms(self, namespace, request):
-        self._answer(namespace, request, {'rooms': self._local_rooms(namespace)})
+        self._answer(namespace, request, 'rooms', self._local_rooms(namespace))
 
     def _on_fetch_sockets(self, namespace, request):
-        self._answer(namespace, request, {'sockets': self._socket_details(
-            namespace, request.rooms, request.except_)})
+        self._answer(namespace, request, 'sockets', self._socket_details(
+            namespace, request.rooms, request.except_))
 
     def _on_server_side_emit(self, namespace, request):
         event, args = request.data[0], request.data[1:]
@@ -367,9 +359,4 @@ class ClusterAPI:
             self._log.exception('server-side event %r handler failed', event)
             return
         if request.request_id is not None:
-            # Node publishes these on the common channel whatever its options
-            self._publish(self._channels_of(namespace).response,
-                          protocol.encode_response({
-                              'type': RequestType.SERVER_SIDE_EMIT.value,
-                              'requestId': request.request_id,
-                              'data': answer}))
+            self._answer(namespace, request, 'server_side_emit', answer)

@@ -116,3 +116,30 @@ def subscriber_client(url, options, timeout):
     options['health_check_interval'] = 0  # the listener runs its own
     return redis.Redis(connection_pool=CountingPool.from_url(
         url, max_connections=1, timeout=timeout, **options))
+
+
+def cluster_options(url, options):
+    """The options of a connection to one node of a Redis Cluster (those of
+    :func:`_base_options`; a cluster has only database 0)."""
+    options = _base_options(url, options)
+    for name in ('max_connections', 'db'):
+        options.pop(name, None)
+    return options
+
+
+def cluster_client(url, options, timeout=PUBLISH_TIMEOUT,
+                   max_connections=MAX_CONNECTIONS):
+    """A ``redis.cluster.RedisCluster`` for publishing to the cluster that
+    the node of ``url`` belongs to (any node works as a startup node).
+
+    It makes one attempt per command (callers retry within their deadline),
+    every socket wait is bounded by ``timeout``, and each node's pool holds
+    ``max_connections`` at most. Reads the slot map now: raises
+    ``redis.RedisError`` (or ``RedisClusterException``) if no node answers.
+    """
+    from redis.cluster import RedisCluster
+    options = cluster_options(url, options)
+    for name in ('socket_timeout', 'socket_connect_timeout'):
+        if options.get(name) is None or options[name] > timeout:
+            options[name] = timeout
+    return RedisCluster.from_url(url, max_connections=max_connections, **options)

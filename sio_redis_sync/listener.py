@@ -44,12 +44,24 @@ class Listener:
                      (``pattern`` is None for plain subscriptions); an
                      exception it raises is logged and the loop goes on.
     :param where: how log lines name the Redis server (no password in it).
+    :param sharded: subscribe with SSUBSCRIBE (Redis 7 sharded Pub/Sub)
+                    instead of SUBSCRIBE (no patterns then).
+    :param on_dropped: called as ``on_dropped(channel)`` (str) when Redis
+                       itself ends a sharded subscription that is still
+                       wanted (its slot moved to another node); without it
+                       the channel is subscribed again here.
     """
 
     def __init__(self, connect, callback, log=None, where='Redis',
                  health_check_interval=HEALTH_CHECK_INTERVAL,
-                 health_check_timeout=HEALTH_CHECK_TIMEOUT):
+                 health_check_timeout=HEALTH_CHECK_TIMEOUT, sharded=False,
+                 on_dropped=None):
         self._connect = connect
+        self._sharded = sharded
+        self._on_dropped = on_dropped
+        # (subscribe, unsubscribe) method names of redis-py's PubSub
+        self._commands = ('ssubscribe', 'sunsubscribe') if sharded \
+            else ('subscribe', 'unsubscribe')
         self._callback = callback
         self._log = log or logger
         self._where = where
@@ -60,6 +72,7 @@ class Listener:
         self._patterns = set()
         self._dirty = False
         self._pubsub = None
+        self._applied = set()    # channels asked for on this connection
         self._confirmed = set()
         self._last_heard = 0.0
         self._ping_sent = None
@@ -88,6 +101,15 @@ class Listener:
                 self._patterns |= new_patterns
                 self._dirty = True
                 self.ready.clear()
+
+    def unsubscribe(self, channels=()):
+        """Drop channel subscriptions (str); applied by the loop within
+        POLL_INTERVAL. Channels not subscribed are ignored."""
+        with self._lock:
+            gone = {c.encode() for c in channels} & self._channels
+            if gone:
+                self._channels -= gone
+                self._dirty = True
 
     def stop(self):
         """Ask the loop to end; it closes the connection on its way out."""
@@ -156,13 +178,30 @@ class Listener:
             return
         self._last_heard = time.monotonic()
         kind = message['type']
-        if kind in ('message', 'pmessage'):
+        if kind in ('message', 'pmessage', 'smessage'):
             self._deliver(message)
-        elif kind in ('subscribe', 'psubscribe'):
+        elif kind in ('subscribe', 'psubscribe', 'ssubscribe'):
             self._confirmed.add(message['channel'])
             self._check_ready()
+        elif kind in ('unsubscribe', 'sunsubscribe'):
+            self._unsubscribed(message['channel'])
         elif kind == 'pong' and message['data'] == PING_TOKEN:
             self._ping_sent = None
+
+    def _unsubscribed(self, channel):
+        self._confirmed.discard(channel)
+        with self._lock:
+            wanted = channel in self._channels
+        if not wanted or channel not in self._applied:
+            return  # one this loop asked to drop
+        # Redis ended it (sharded: the slot moved to another node)
+        self._applied.discard(channel)
+        self.ready.clear()
+        if self._on_dropped is not None:
+            self._on_dropped(channel.decode('utf-8', 'replace'))
+        else:
+            with self._lock:
+                self._dirty = True
 
     def _check_health(self):
         """PING after ``health_check_interval`` of silence; raise if Redis
@@ -186,6 +225,7 @@ class Listener:
 
     def _open(self):
         self._pubsub = self._connect()
+        self._applied = set()
         self._confirmed = set()
         self._ping_sent = None
         self._apply()
@@ -196,10 +236,22 @@ class Listener:
         with self._lock:
             channels, patterns = set(self._channels), set(self._patterns)
             self._dirty = False
-        missing_channels = channels - set(self._pubsub.channels)
+        subscribe, unsubscribe = (getattr(self._pubsub, name)
+                                  for name in self._commands)
+        missing_channels = channels - self._applied
+        extra_channels = self._applied - channels
         missing_patterns = patterns - set(self._pubsub.patterns)
-        if missing_channels:
-            self._pubsub.subscribe(*sorted(missing_channels))
+        # one channel per SSUBSCRIBE: a cluster wants one slot per command
+        groups = (lambda names: [[name] for name in sorted(names)]) \
+            if self._sharded else (lambda names: [sorted(names)])
+        for group in groups(missing_channels) if missing_channels else ():
+            subscribe(*group)
+        self._applied |= missing_channels
+        for group in groups(extra_channels) if extra_channels else ():
+            unsubscribe(*group)
+        if extra_channels:
+            self._applied -= extra_channels
+            self._confirmed -= extra_channels
         if missing_patterns:
             self._pubsub.psubscribe(*sorted(missing_patterns))
 

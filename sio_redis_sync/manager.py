@@ -18,11 +18,10 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
-from . import connection, listener, protocol
+from . import connection, envelope, listener, protocol
+from . import wire as wires
 from .cluster import ClusterAPI, handshake
 from .exceptions import ProtocolError, PublishError, SioRedisError
-from .listener import Listener
-from .publisher import Publisher
 from .protocol import RequestType
 from .requests import AckCallback, PendingRequests, new_request_id
 
@@ -112,9 +111,26 @@ class RedisManager(ClusterAPI, socketio.Manager):
     :meth:`sockets_join`, :meth:`sockets_leave`, :meth:`disconnect_sockets`
     and :meth:`emit_with_ack`.
 
-    :param url: the Redis URL (``redis://``, ``rediss://``, ``unix://``).
+    :param url: the Redis URL (``redis://``, ``rediss://``, ``unix://``); with
+                ``cluster=True``, any node of the Redis Cluster.
     :param key: the channel prefix; Node's ``key`` option (default
-                ``socket.io``).
+                ``socket.io``), or ``channelPrefix`` in sharded mode.
+    :param mode: ``'classic'`` (default: Node's ``createAdapter``,
+                 PUBLISH/PSUBSCRIBE, any Redis) or ``'sharded'`` (Node's
+                 ``createShardedAdapter``: SPUBLISH/SSUBSCRIBE, Redis >= 7,
+                 standalone or Redis Cluster). Every server of a namespace
+                 must use the same mode; :meth:`initialize` refuses sharded
+                 mode on Redis < 7 with an error naming the version.
+    :param subscription_mode: sharded mode only: ``'dynamic'`` (default),
+                              ``'dynamic-private'`` or ``'static'``, Node's
+                              ``subscriptionMode`` (the same on every
+                              server): which rooms get a channel of their
+                              own, subscribed while this server hosts them.
+    :param cluster: sharded mode only: ``True`` if ``url`` is a node of a
+                    Redis Cluster (publishes are routed by slot, and the
+                    listener subscribes on each master that owns a
+                    channel). :meth:`initialize` refuses a cluster given
+                    without it, and the reverse.
     :param write_only: if ``True``, never listen: the manager only publishes,
                        and works without a server (an emitter).
     :param redis_options: extra keyword arguments for ``redis.Redis.from_url``
@@ -157,8 +173,20 @@ class RedisManager(ClusterAPI, socketio.Manager):
                  publish_timeout=connection.PUBLISH_TIMEOUT,
                  publish_retries=connection.PUBLISH_RETRIES,
                  health_check_interval=listener.HEALTH_CHECK_INTERVAL,
-                 health_check_timeout=listener.HEALTH_CHECK_TIMEOUT):
+                 health_check_timeout=listener.HEALTH_CHECK_TIMEOUT,
+                 mode=wires.CLASSIC, subscription_mode=envelope.DYNAMIC,
+                 cluster=False):
         super().__init__()
+        if mode == wires.CLASSIC:
+            if cluster:
+                raise ValueError("a Redis Cluster needs mode='sharded'")
+            self._wire = wires.ClassicWire(self)
+        elif mode == wires.SHARDED:
+            self._wire = wires.ShardedWire(self, subscription_mode, cluster)
+        else:
+            raise ValueError("mode must be 'classic' or 'sharded', got %r" % (mode,))
+        self.mode = mode
+        self._server_checked = False
         self.url = url
         self.key = key
         self.write_only = write_only
@@ -185,10 +213,11 @@ class RedisManager(ClusterAPI, socketio.Manager):
                 manager._lock = threading.RLock()  # a parent thread's hold
                 manager._listener = manager._subscriber = None
                 manager._routes = {}
+                manager._wire.forget_rooms()
         if hasattr(os, 'register_at_fork'):
             os.register_at_fork(after_in_child=renew_after_fork)
         self._lock = threading.RLock()
-        self._publisher = Publisher(
+        self._publisher = self._wire.new_publisher(
             url, self.redis_options, max_connections=max_connections,
             timeout=publish_timeout, retries=publish_retries, log=self._log,
             sleep=lambda seconds: (self.server.sleep if self.server is not None
@@ -256,15 +285,14 @@ class RedisManager(ClusterAPI, socketio.Manager):
         that nothing published right after the first connection is missed.
         """
         super().initialize()
+        if not self._server_checked:
+            self._wire.check_server()
+            self._server_checked = True
         if self.write_only or self._listener is not None:
             return
         if self.server is not None:
             _check_monkey_patched(self.server.async_mode)
-        self._listener = Listener(
-            self._new_pubsub, self._on_message, self._log,
-            where=connection.redact(self.url),
-            health_check_interval=self.health_check_interval,
-            health_check_timeout=self.health_check_timeout)
+        self._listener = self._wire.new_listener()
         for namespace in self._known_namespaces():
             self._subscribe(namespace)
         if self.server is not None:
@@ -286,6 +314,7 @@ class RedisManager(ClusterAPI, socketio.Manager):
         with self._lock:
             listener, self._listener = self._listener, None
             self._routes.clear()
+            self._wire.forget_rooms()
         if listener is not None:
             listener.stop()
             listener.stopped.wait(timeout)
@@ -332,7 +361,7 @@ class RedisManager(ClusterAPI, socketio.Manager):
         subscriber = self._subscriber
         sub_opened = subscriber.connection_pool.connections_opened \
             if subscriber is not None else 0
-        pub_opened = publisher.connections_opened
+        pub_opened = publisher.connections_opened or 0
         return {
             'published': publisher.published,
             'publish_failures': publisher.failures,
@@ -348,7 +377,7 @@ class RedisManager(ClusterAPI, socketio.Manager):
             'connections_opened': pub_opened + sub_opened,
             'publisher_connections_opened': pub_opened,
             'subscriber_connections_opened': sub_opened,
-            'max_connections': publisher.client.connection_pool.max_connections,
+            'max_connections': publisher.max_connections,
         }
 
     def _known_namespaces(self):
@@ -377,28 +406,20 @@ class RedisManager(ClusterAPI, socketio.Manager):
     def _channels_of(self, namespace):
         channels = self._channels.get(namespace)
         if channels is None:
-            channels = self._channels[namespace] = protocol.Channels(
-                self.key, namespace)
+            channels = self._channels[namespace] = self._wire.channels(namespace)
         return channels
 
     def _subscribe(self, namespace):
-        """Listen to ``namespace``: one pattern for its broadcasts, and the
-        request channel exactly once (Node counts servers with NUMSUB)."""
+        """Listen to ``namespace`` (what that means is the wire's)."""
         if self._listener is None:
             return
-        channels = self._channels_of(namespace)
-        requests = channels.request.encode()
-        if requests in self._routes:
-            return
-        responses = [channels.response, channels.response_for(self.uid)]
-        with self._lock:
-            self._routes[channels.broadcast_pattern.encode()] = (
-                self._on_broadcast, namespace)
-            for channel in responses:
-                self._routes[channel.encode()] = (self._on_response, namespace)
-            self._routes[requests] = (self._on_request, namespace)
-        self._listener.subscribe(channels=[channels.request] + responses,
-                                 patterns=[channels.broadcast_pattern])
+        self._wire.subscribe(namespace)
+
+    def _send(self, message):
+        """Publish ``(channel, payload, channels or None)`` made by the
+        wire (see :meth:`_publish`)."""
+        channel, payload, channels = message
+        return self._publish(channel, payload, channels)
 
     def _publish(self, channel, payload, channels=None):
         """PUBLISH within the deadline; a failure is counted, logged with its
@@ -407,10 +428,6 @@ class RedisManager(ClusterAPI, socketio.Manager):
         raises PartialDelivery."""
         return self._publisher.publish(channel, payload, channels)
 
-    def _publish_request(self, namespace, payload):
-        """A request every server acts on (join, leave, disconnect, ...)."""
-        channels = self._channels_of(namespace)
-        return self._publish(channels.request, payload, channels)
 
     # ------------------------------------------- room bookkeeping, locked
 
@@ -448,16 +465,26 @@ class RedisManager(ClusterAPI, socketio.Manager):
 
     def basic_enter_room(self, sid, namespace, room, eio_sid=None):
         with self._lock:
-            return super().basic_enter_room(sid, namespace, room,
-                                            eio_sid=eio_sid)
+            created = room not in self.rooms.get(namespace, ())
+            result = super().basic_enter_room(sid, namespace, room,
+                                              eio_sid=eio_sid)
+            if created and room in self.rooms.get(namespace, ()):
+                self._wire.room_created(namespace, room)
+            return result
 
     def basic_leave_room(self, sid, namespace, room):
         with self._lock:
-            return super().basic_leave_room(sid, namespace, room)
+            result = super().basic_leave_room(sid, namespace, room)
+            if room not in self.rooms.get(namespace, ()):
+                self._wire.room_deleted(namespace, room)
+            return result
 
     def basic_close_room(self, room, namespace):
         with self._lock:
-            return super().basic_close_room(room, namespace)
+            result = super().basic_close_room(room, namespace)
+            if room not in self.rooms.get(namespace, ()):
+                self._wire.room_deleted(namespace, room)
+            return result
 
     def get_namespaces(self):
         """The namespaces with clients on this server (a snapshot)."""
@@ -532,11 +559,8 @@ class RedisManager(ClusterAPI, socketio.Manager):
         if kwargs.get('ignore_queue') or self._all_local_sids(namespace, rooms):
             self._deliver(namespace, data, targets, callback)
             return
-        channels = self._channels_of(namespace)
         if callback is None:
-            channel = channels.for_rooms(rooms)
-            payload = protocol.encode_broadcast(self.uid, namespace, data,
-                                                rooms, skip)
+            message = self._wire.emit(namespace, data, rooms, skip)
         else:
             self._listen_for_responses(namespace)
             request_id = new_request_id()
@@ -544,15 +568,14 @@ class RedisManager(ClusterAPI, socketio.Manager):
             flags = {'timeout': int(self.ack_ttl * 1000)}
             if single:
                 flags['expectSingleResponse'] = True
-            channel = channels.request
-            payload = protocol.encode_broadcast_request(
-                self.uid, request_id, namespace, data, rooms, skip, flags)
+            message = self._wire.emit_request(namespace, request_id, data,
+                                              rooms, skip, flags)
             self._pending.add(request_id,
                               AckCallback(callback, single, self._spawn),
                               self.ack_ttl)
         self._deliver(namespace, data, targets, callback)
         try:
-            self._publish(channel, payload, channels)
+            self._send(message)
         except PublishError:
             if callback is not None:
                 self._pending.discard(request_id)
@@ -643,21 +666,18 @@ class RedisManager(ClusterAPI, socketio.Manager):
         """Put ``sid`` (on any server of the cluster) in ``room``."""
         if self._is_local(sid, namespace):
             return self.basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
-        self._publish_request(namespace,
-                              protocol.encode_remote_join(self.uid, [sid], [], [room]))
+        self._send(self._wire.join(namespace, [sid], [], [room]))
 
     def leave_room(self, sid, namespace, room):
         """Take ``sid`` (on any server of the cluster) out of ``room``."""
         if self._is_local(sid, namespace):
             return self.basic_leave_room(sid, namespace, room)
-        self._publish_request(namespace,
-                              protocol.encode_remote_leave(self.uid, [sid], [], [room]))
+        self._send(self._wire.leave(namespace, [sid], [], [room]))
 
     def close_room(self, room, namespace):
         """Empty ``room`` on every server of the cluster."""
         self.basic_close_room(room, namespace)
-        self._publish_request(namespace,
-                              protocol.encode_remote_leave(self.uid, [room], [], [room]))
+        self._send(self._wire.leave(namespace, [room], [], [room]))
 
     def can_disconnect(self, sid, namespace):
         if self._is_local(sid, namespace):
@@ -675,9 +695,7 @@ class RedisManager(ClusterAPI, socketio.Manager):
         self._publish_disconnect(sid, namespace)
 
     def _publish_disconnect(self, sid, namespace, close=False):
-        self._publish_request(namespace,
-                              protocol.encode_remote_disconnect(self.uid, [sid], [],
-                                                                close))
+        self._send(self._wire.disconnect(namespace, [sid], [], close))
 
     # ---------------------------------------------- messages from Redis
 
@@ -727,6 +745,9 @@ class RedisManager(ClusterAPI, socketio.Manager):
         request = protocol.decode_request(data)
         if request.uid == self.uid or request.request_id in self._pending:
             return  # this server's own: it acted or answered already
+        self._dispatch_request(namespace, request)
+
+    def _dispatch_request(self, namespace, request):
         handler = self._request_handlers.get(request.type)
         if handler is not None:
             handler(namespace, request)
@@ -734,6 +755,31 @@ class RedisManager(ClusterAPI, socketio.Manager):
             self._spawn(self._answer_request,
                         self._background_requests[request.type], namespace,
                         request)
+
+    def _on_envelope(self, namespace, channel, data):
+        """A sharded message (any channel of the namespace): a broadcast,
+        a request or notification, or an answer to this server."""
+        message = envelope.decode_envelope(data)
+        if message.uid == self.uid:
+            return
+        if message.nsp != namespace:
+            self._log.debug('ignoring a message for %r on %r', message.nsp,
+                            channel)
+            return
+        if message.type == envelope.MessageType.BROADCAST and \
+                message.data.get('requestId') is None:
+            broadcast = envelope.broadcast_of(message)
+            self._deliver(namespace, broadcast.data, self._select(
+                namespace, broadcast.rooms, broadcast.except_))
+            return
+        request = envelope.request_of(message)
+        if request is not None:
+            self._dispatch_request(namespace, request)
+            return
+        response = envelope.response_of(message)
+        if response is not None:
+            self._pending.feed(response['requestId'], response)
+        # heartbeats and ADAPTER_CLOSE: other adapters' business
 
     def _answer_request(self, handler, namespace, request):
         try:
@@ -750,19 +796,17 @@ class RedisManager(ClusterAPI, socketio.Manager):
         """BROADCAST (7) from another server: deliver with a callback per
         client, count them, then send each ack back as it comes."""
         targets = self._select(namespace, request.rooms, request.except_)
-        responses = self._channels_of(namespace).response
-        self._publish(responses, protocol.encode_client_count(
-            request.request_id, len(targets)))
+        self._send(self._wire.answer(namespace, request, 'client_count',
+                                     len(targets)))
         timeout = request.flags.get('timeout')
         self._deliver(namespace, request.packet['data'], targets,
-                      functools.partial(self._send_ack, responses,
-                                        request.request_id),
+                      functools.partial(self._send_ack, namespace, request),
                       ttl=timeout / 1000 if isinstance(timeout, (int, float))
                       and timeout > 0 else None)
 
-    def _send_ack(self, channel, request_id, *args):
-        self._publish(channel, protocol.encode_broadcast_ack(
-            request_id, args[0] if args else None))
+    def _send_ack(self, namespace, request, *args):
+        self._send(self._wire.answer(namespace, request, 'ack',
+                                     args[0] if args else None))
 
     def _answer_legacy(self, namespace, request):
         if request.request_id is not None:

