@@ -7,10 +7,13 @@ sends for the same call, and a failed publish raises within a deadline.
 import functools
 import secrets
 
-from . import connection, protocol
+from . import connection, envelope, protocol
 from .cluster import RemoteSocket
 from .publisher import Publisher
 from .requests import Acks, Replies
+from .envelope import MessageType
+from .exceptions import SioRedisError
+from .sharded import ClusterPublisher, ShardedPublisher, ask_sharded
 from .transport import ask, numsub
 
 __all__ = ['Emitter', 'Batch', 'BroadcastOperator']
@@ -67,7 +70,7 @@ class BroadcastOperator:
     def _but(self, **changes):
         fields = {'rooms': self._rooms, 'except_': self._except,
                   'flags': self._flags, 'emitter': self._emitter, **changes}
-        return BroadcastOperator(self._publish, self._channels, **fields)
+        return type(self)(self._publish, self._channels, **fields)
 
     def _ask(self, entry, payload, timeout):
         if self._emitter is None:
@@ -197,6 +200,95 @@ class BroadcastOperator:
         return numsub(self._emitter.redis, self._channels.request)
 
 
+class ShardedOperator(BroadcastOperator):
+    """A :class:`BroadcastOperator` of a sharded cluster (Node's
+    ``createShardedAdapter``): every call is one SPUBLISH of an envelope
+    ``{uid, nsp, type, data}`` (uid ``emitter``, like the layout verified
+    against Node 8.3.0), on ``K#N#``, or on the room's channel for a
+    single-room emit when the subscription mode routes it there."""
+    __slots__ = ()
+
+    def _send(self, kind, data, channel=None):
+        channels = self._channels
+        payload = envelope.encode_envelope(kind, data, protocol.EMITTER_UID,
+                                           channels.nsp, emitter_order=True)
+        channel = channel or channels.main
+        return self._publish(channel, payload,
+                             channels if channel == channels.main else None)
+
+    def emit(self, event, *args):
+        _check_event(event)
+        rooms = protocol.unique_rooms(self._rooms)
+        return self._send(MessageType.BROADCAST, envelope.broadcast_data(
+            [event, *args], rooms, self._except, self._flags,
+            nsp=self._channels.nsp),
+            self._channels.for_broadcast(self._emitter.subscription_mode, rooms))
+
+    def sockets_join(self, rooms):
+        return self._send(MessageType.SOCKETS_JOIN, envelope.join_data(
+            self._rooms, self._except, protocol.as_rooms(rooms)))
+
+    def sockets_leave(self, rooms):
+        return self._send(MessageType.SOCKETS_LEAVE, envelope.join_data(
+            self._rooms, self._except, protocol.as_rooms(rooms)))
+
+    def disconnect_sockets(self, close=False):
+        return self._send(MessageType.DISCONNECT_SOCKETS, envelope.disconnect_data(
+            self._rooms, self._except, close))
+
+    def server_side_emit(self, event, *args):
+        _check_event(event)
+        return self._send(MessageType.SERVER_SIDE_EMIT,
+                          envelope.server_side_emit_data([event, *args]))
+
+    def _request(self, kind, data_of):
+        # requests carry the emitter's own uid: the answers come back to it
+        channels = self._channels
+        return lambda uid, request_id: (channels.main, envelope.encode_envelope(
+            kind, data_of(request_id), uid, channels.nsp))
+
+    def emit_with_ack(self, event, *args, timeout=REQUESTS_TIMEOUT):
+        _check_event(event)
+        rooms = protocol.unique_rooms(self._rooms)
+        return self._ask(
+            lambda servers: Acks('emit_with_ack(%r)' % event, servers),
+            self._request(MessageType.BROADCAST, lambda request_id: envelope.broadcast_data(
+                [event, *args], rooms, self._except,
+                {**self._flags, 'timeout': int(timeout * 1000)}, request_id)),
+            timeout)
+
+    def fetch_sockets(self, timeout=REQUESTS_TIMEOUT):
+        rooms = protocol.unique_rooms(self._rooms)
+        answers = self._ask(
+            lambda servers: Replies('fetch_sockets', 'sockets', servers),
+            self._request(MessageType.FETCH_SOCKETS, lambda request_id:
+                          envelope.fetch_data(request_id, rooms, self._except)),
+            timeout)
+        return [RemoteSocket(self._emitter, self._channels.nsp, details)
+                for answer in answers if isinstance(answer, list)
+                for details in answer
+                if isinstance(details, dict) and 'id' in details]
+
+    def all_rooms(self, timeout=REQUESTS_TIMEOUT):
+        """Refused: Node's sharded adapter has no "all rooms" request."""
+        raise SioRedisError("all_rooms() does not exist in sharded mode: Node's "
+                            'sharded adapter has no such request')
+
+    def server_side_call(self, event, *args, timeout=REQUESTS_TIMEOUT):
+        _check_event(event)
+        return self._ask(
+            lambda servers: Replies('server_side_call(%r)' % event, 'data', servers),
+            self._request(MessageType.SERVER_SIDE_EMIT, lambda request_id:
+                          envelope.server_side_emit_data([event, *args], request_id)),
+            timeout)
+
+    def server_count(self):
+        """How many servers serve this namespace (PUBSUB SHARDNUMSUB)."""
+        if self._emitter is None:
+            raise RuntimeError('this operator only publishes')
+        return self._emitter._publisher.numsub(self._channels.main)
+
+
 class Emitter:
     """Emit to a Socket.IO cluster (Python or Node servers) through Redis.
 
@@ -228,14 +320,44 @@ class Emitter:
                             (default 2, with short pauses). A message sent
                             but not acknowledged is not resent, as it may
                             have been delivered.
+    :param mode: ``'classic'`` (default; what ``@socket.io/redis-emitter``
+                 sends) or ``'sharded'``: for servers on Node's
+                 ``createShardedAdapter`` (or RedisManager in sharded mode),
+                 which Node's emitter cannot reach. Then every call is one
+                 SPUBLISH of an envelope carrying ``nsp`` (Redis >= 7), and
+                 :meth:`all_rooms` raises (no such request exists there).
+    :param subscription_mode: sharded mode: the servers' ``subscriptionMode``
+                              (decides which single-room emits go to the
+                              room's own channel, as the servers do).
+    :param cluster: sharded mode: ``url_or_client`` is a node of a Redis
+                    Cluster (a URL is needed then).
     """
 
     def __init__(self, url_or_client='redis://localhost:6379/0',
                  key=protocol.DEFAULT_KEY, redis_options=None,
                  max_connections=connection.MAX_CONNECTIONS,
                  publish_timeout=connection.PUBLISH_TIMEOUT,
-                 publish_retries=connection.PUBLISH_RETRIES):
-        if isinstance(url_or_client, str):
+                 publish_retries=connection.PUBLISH_RETRIES, mode='classic',
+                 subscription_mode=envelope.DYNAMIC, cluster=False):
+        if mode not in ('classic', 'sharded'):
+            raise ValueError("mode must be 'classic' or 'sharded', got %r" % (mode,))
+        self.mode = mode
+        self.subscription_mode = envelope.check_mode(subscription_mode)
+        if cluster and (mode != 'sharded' or not isinstance(url_or_client, str)):
+            raise ValueError("a Redis Cluster needs mode='sharded' and a URL")
+        if cluster:
+            self._publisher = ClusterPublisher(
+                url_or_client, redis_options, max_connections=max_connections,
+                timeout=publish_timeout, retries=publish_retries)
+        elif mode == 'sharded' and isinstance(url_or_client, str):
+            self._publisher = ShardedPublisher(
+                url_or_client, redis_options, max_connections=max_connections,
+                timeout=publish_timeout, retries=publish_retries)
+        elif mode == 'sharded':
+            self._publisher = ShardedPublisher(client=url_or_client,
+                                               timeout=publish_timeout,
+                                               retries=publish_retries)
+        elif isinstance(url_or_client, str):
             self._publisher = Publisher(
                 url_or_client, redis_options, max_connections=max_connections,
                 timeout=publish_timeout, retries=publish_retries)
@@ -243,8 +365,9 @@ class Emitter:
             self._publisher = Publisher(client=url_or_client,
                                         timeout=publish_timeout,
                                         retries=publish_retries)
-        #: the ``redis.Redis`` client every publish goes through
-        self.redis = self._publisher.client
+        #: the ``redis.Redis`` client every publish goes through (None on a
+        #: Redis Cluster: the publisher makes its ``RedisCluster`` when needed)
+        self.redis = None if cluster else self._publisher.client
         self.key = key
         #: this emitter's id in the requests it sends (answers come back to it)
         self.uid = secrets.token_urlsafe(9)
@@ -264,11 +387,19 @@ class Emitter:
                 'connections_opened': publisher.connections_opened}
 
     def _ask(self, channels, entry, payload, timeout):
+        if self.mode == 'sharded':
+            return ask_sharded(self._publisher, channels, self.uid, entry,
+                               lambda request_id: payload(self.uid, request_id),
+                               timeout)
         return ask(self.redis, self._publish, channels, self.uid, entry,
                    lambda request_id: payload(self.uid, request_id), timeout)
 
     def of(self, namespace):
         """An operator for ``namespace`` (a missing leading ``/`` is added)."""
+        if self.mode == 'sharded':
+            return ShardedOperator(self._publish,
+                                   envelope.ShardedChannels(self.key, _namespace(namespace)),
+                                   emitter=self)
         return BroadcastOperator(self._publish, _channels(self.key, namespace),
                                  emitter=self)
 
@@ -303,6 +434,9 @@ class Emitter:
         :raises TypeError: if ``data`` cannot be encoded.
         :raises sio_redis_sync.PublishError: if Redis refused the message.
         """
+        if self.mode == 'sharded':
+            return self._select(to or room, skip_sid, namespace or '/').emit(
+                event, *protocol.as_args(data))
         channels = _channels(self.key, namespace or '/')
         channel, payload = _encode_emit(
             channels, event, protocol.as_args(data), protocol.as_rooms(to or room),
@@ -400,6 +534,8 @@ class Batch(Emitter):
 
     def __init__(self, emitter):
         self._publisher = emitter._publisher
+        self.mode = emitter.mode
+        self.subscription_mode = emitter.subscription_mode
         self.redis = emitter.redis
         self.key = emitter.key
         self.uid = emitter.uid

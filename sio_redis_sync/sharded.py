@@ -16,8 +16,8 @@ from redis.exceptions import (AskError, ClusterDownError, ClusterError,
                               MovedError, RedisClusterException,
                               SlotNotCoveredError, TryAgainError)
 
-from . import connection
-from .exceptions import PublishError, SioRedisError
+from . import connection, envelope
+from .exceptions import ProtocolError, PublishError, SioRedisError
 from .listener import (BACKOFF_MAX, HEALTH_CHECK_INTERVAL, HEALTH_CHECK_TIMEOUT,
                        POLL_INTERVAL, Listener)
 from .publisher import Publisher, _NotSent
@@ -393,3 +393,75 @@ class ClusterListener:
             self._nodes[address] = node
             self._spawn(node.run)
         return node
+
+
+def _response_pubsub(publisher, channel):
+    """A Pub/Sub connection where ``channel`` can be SSUBSCRIBEd: the
+    publisher's server, or on a cluster the master owning its slot."""
+    if isinstance(publisher, ClusterPublisher):
+        node = publisher.client.get_node_from_key(channel)
+        client = redis.Redis(host=node.host, port=node.port,
+                             **connection.cluster_options(publisher.url,
+                                                          publisher._options))
+        return client.pubsub(), client
+    return publisher.client.pubsub(), None
+
+
+def ask_sharded(publisher, channels, uid, entry, payload, timeout, log=logger):
+    """A request to a sharded cluster, answered on a short-lived SSUBSCRIBE
+    of ``K#N#<uid>#`` (for processes that do not listen, like the Emitter).
+
+    :param publisher: a :class:`ShardedPublisher` or :class:`ClusterPublisher`.
+    :param entry: ``entry(servers)`` -> the pending entry counting answers.
+    :param payload: ``payload(request_id)`` -> ``(channel, bytes)``.
+    :return: what the entry collected.
+    :raises sio_redis_sync.RequestTimeout: after ``timeout`` seconds.
+    :raises sio_redis_sync.PublishError: if Redis failed.
+    """
+    from .requests import new_request_id
+    deadline = time.monotonic() + timeout
+    request_id = new_request_id()
+    responses = channels.response_for(uid)
+    try:
+        pubsub, client = _response_pubsub(publisher, responses)
+    except _CLUSTER_RETRY as exc:
+        raise PublishError(responses, exc) from exc
+    try:
+        try:
+            # subscribed before counting and publishing: no answer is missed
+            pubsub.ssubscribe(responses)
+            confirmed = False
+            while not confirmed and time.monotonic() < deadline:
+                message = pubsub.get_message(timeout=deadline - time.monotonic())
+                confirmed = message is not None and message['type'] == 'ssubscribe'
+        except PUBLISH_ERRORS as exc:
+            raise PublishError(responses, exc) from exc
+        pending = entry(publisher.numsub(channels.main))
+        if pending.done.is_set():
+            return pending.replies
+        channel, body = payload(request_id)
+        publisher.publish(channel, body)
+        while not pending.done.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise pending.timed_out(timeout)
+            try:
+                message = pubsub.get_message(timeout=remaining)
+            except PUBLISH_ERRORS as exc:
+                raise PublishError(responses, exc) from exc
+            if message is None or message['type'] != 'smessage':
+                continue
+            try:
+                response = envelope.response_of(envelope.decode_envelope(
+                    message['data']))
+            except ProtocolError as exc:
+                log.warning('dropped a malformed response on %r: %s',
+                            message['channel'], exc)
+                continue
+            if response is not None and response['requestId'] == request_id:
+                pending.feed(response)
+        return pending.replies
+    finally:
+        pubsub.close()
+        if client is not None:
+            client.close()

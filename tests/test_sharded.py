@@ -244,3 +244,41 @@ def test_a_cluster_must_be_declared_and_vice_versa(cluster, standalone):
         RedisManager(standalone.url, mode='sharded', subscription_mode='private')
     with pytest.raises(ValueError, match="mode must be"):
         RedisManager(standalone.url, mode='shard')
+
+
+def test_the_sharded_emitter(topology, pair_of, key):
+    from sio_redis_sync import Emitter
+    url, is_cluster, _ = topology
+    pair = pair_of(topology)
+    emitter = Emitter(url, key=key, mode='sharded', cluster=is_cluster)
+    try:
+        assert emitter.server_count() == 2
+        emitter.emit('all', 1)
+        for client in pair.clients:
+            assert client.wait_for('all', 10) == [1]
+        emitter.emit('room', b'\x09', to='room2')
+        assert pair.c2.wait_for('room', 10) == [b'\x09']
+        emitter.of('/').except_('room1').emit('except', 'x')
+        assert pair.c3.wait_for('except', 10) == ['x']
+        emitter.to(pair.c1.sid).emit('sid', 's')
+        assert pair.c1.wait_for('sid', 10) == ['s']
+        emitter.to('room2').sockets_join('joined')
+        wait_until(lambda: 'joined' in pair.b.manager.get_rooms(pair.c2.sid, '/'), 10)
+        assert {s.id for s in emitter.fetch_sockets('joined', timeout=10)} == {pair.c2.sid}
+        assert len(emitter.fetch_sockets(timeout=10)) == 3
+        pair.a.manager.on('ask', lambda n: n + 1)
+        pair.b.manager.on('ask', lambda n: n + 2)
+        assert sorted(emitter.server_side_call('ask', 1, timeout=10)) == [2, 3]
+        pair.c1.client.on('q', lambda: 'c1')
+        pair.c2.client.on('q', lambda: 'c2')
+        assert sorted(emitter.to('room1').emit_with_ack('q', timeout=10)) == ['c1', 'c2']
+        with pytest.raises(SioRedisError, match='sharded'):
+            emitter.all_rooms()
+        for client in (pair.c1, pair.c3):
+            client.assert_no_event('room', 0)
+        pair.c1.assert_no_event('except', 0.2)
+        emitter.to(pair.c3.sid).disconnect_sockets()
+        assert pair.c3.disconnected.wait(10)
+        assert emitter.stats()['publish_failures'] == 0
+    finally:
+        emitter.close()
