@@ -192,9 +192,15 @@ class NodeServer(_NodeProcess):
     name = 'node-server'
     exits_on_eof = False     # stop() sends SIGTERM (stdin EOF is only a safety net)
 
-    def __init__(self, redis_url, key, ready_timeout=20.0, requests_timeout=5.0):
+    def __init__(self, redis_url, key, ready_timeout=20.0, requests_timeout=5.0,
+                 mode='classic', subscription_mode='dynamic', cluster=False):
+        # mode='sharded': createShardedAdapter with ``subscription_mode``, on
+        # a standalone Redis 7 or (``cluster``) a Redis Cluster node-redis
+        # reaches through ``createCluster``
         super().__init__('--redis', redis_url, '--key', key, '--port', 0,
-                         '--requests-timeout', int(requests_timeout * 1000))
+                         '--requests-timeout', int(requests_timeout * 1000),
+                         '--mode', mode, '--subscription-mode', subscription_mode,
+                         '--cluster', 'yes' if cluster else 'no')
         try:
             line = self.wait(self._ready_line, ready_timeout, 'READY <port>')
         except AssertionError:

@@ -5,7 +5,8 @@
 
 const http = require("http");
 const { Server } = require("socket.io");
-const { createAdapter } = require("@socket.io/redis-adapter");
+const { createAdapter, createShardedAdapter } = require("@socket.io/redis-adapter");
+const { createCluster } = require("redis");
 const { connectRedis, parseFlags, decodeBin, encodeBin } = require("./wire");
 
 const NAMESPACES = ["/", "/admin"];
@@ -141,7 +142,9 @@ function onConnection(io, pub, socket) {
       const extra = await runOp(io, op);
       // The adapter publishes without awaiting; a PING on the same connection
       // answers only after every earlier PUBLISH reached Redis.
-      await pub.ping();
+      // (a cluster client: a PING on every master's connection)
+      if (typeof pub.ping === "function") await pub.ping();
+      else await Promise.all(pub.masters.map(async (m) => (await pub.nodeClient(m)).ping()));
       reply = { ok: true, ...extra };
     } catch (err) {
       console.error("ctl %j failed: %s", op, err.stack || err);
@@ -174,17 +177,52 @@ function listen(httpServer, port) {
   });
 }
 
+/** A node-redis v4 cluster client (`--cluster yes`), like connectRedis. */
+async function connectCluster(url, role) {
+  const client = createCluster({ rootNodes: [{ url }] });
+  client.on("error", (err) => console.error("redis %s cluster error:", role, err.message));
+  await client.connect();
+  return client;
+}
+
+/** Sharded mode: poll until every namespace's response channel has its subscriber. */
+async function waitShardSubscribed(io, pub, deadlineMs) {
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
+    let done = true;
+    for (const name of NAMESPACES) {
+      const channel = `${flags.key}#${name}#${io.of(name).adapter.uid}#`;
+      const args = ["PUBSUB", "SHARDNUMSUB", channel];
+      const reply = flags.cluster === "yes"
+        ? await pub.sendCommand(channel, true, args)
+        : await pub.sendCommand(args);
+      if (Number(reply[1]) < 1) done = false;
+    }
+    if (done) return;
+    if (Date.now() > deadline) throw new Error("sharded subscriptions not established");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 async function main() {
+  const sharded = flags.mode === "sharded";
+  const connect = flags.cluster === "yes" ? connectCluster : connectRedis;
   const [pub, sub, probe] = await Promise.all(
-    ["pub", "sub", "probe"].map((role) => connectRedis(flags.redis, role)),
+    ["pub", "sub", "probe"].map((role) => connect(flags.redis, role)),
   );
-  const subId = await sub.clientId();
+  const subId = sharded ? null : await sub.clientId();
 
   const httpServer = http.createServer();
-  const adapter = createAdapter(pub, sub, {
-    key: flags.key,
-    requestsTimeout: Number(flags["requests-timeout"] || 5000),
-  });
+  // --mode sharded: createShardedAdapter with --subscription-mode (classic otherwise)
+  const adapter = sharded
+    ? createShardedAdapter(pub, sub, {
+      channelPrefix: flags.key,
+      subscriptionMode: flags["subscription-mode"] || "dynamic",
+    })
+    : createAdapter(pub, sub, {
+      key: flags.key,
+      requestsTimeout: Number(flags["requests-timeout"] || 5000),
+    });
   const io = new Server(httpServer, { adapter });
   for (const name of NAMESPACES) {
     const nsp = io.of(name);
@@ -193,7 +231,8 @@ async function main() {
     nsp.on("connection", (socket) => onConnection(io, pub, socket));
   }
   const port = await listen(httpServer, Number(flags.port || 0));
-  await waitSubscribed(probe, subId, 15000);
+  if (sharded) await waitShardSubscribed(io, pub, 15000);
+  else await waitSubscribed(probe, subId, 15000);
   await probe.quit();
 
   process.on("SIGTERM", () => shutdown(io, pub, sub));
