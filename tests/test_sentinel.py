@@ -90,6 +90,18 @@ class Ticker:
         assert not self.thread.is_alive()
 
 
+def assert_arrived(client, sent, outcomes):
+    try:
+        wait_until(lambda: sent <= ticks(client), 10)
+    except AssertionError:
+        missing = sorted(sent - ticks(client))
+        around = range(missing[0] - 3, missing[-1] + 4)
+        raise AssertionError(
+            'ticks %s sent without error never reached %s; outcomes around '
+            'them: %r' % (missing, client.sid,
+                          {n: outcomes.get(n) for n in around})) from None
+
+
 def ticks(client):
     return {args[0] for args in client.received('tick')}
 
@@ -122,8 +134,7 @@ def test_failover_while_emitting_resumes_delivery_and_loses_nothing_silently(key
 
         sent = ticker.sent()
         for client in clients:  # every emit that did not raise arrived
-            wait_until(lambda: sent <= ticks(client), 10,
-                       message='every sent tick at %s' % client.sid)
+            assert_arrived(client, sent, ticker.outcomes)
         failed = [e for e in ticker.outcomes.values() if e is not None]
         assert failed, 'the master was killed, yet no emit failed'
         stats = emitter.stats()
