@@ -115,3 +115,32 @@ class ServerProcess:
 
 class ServerFailed(AssertionError):
     """A redis-server exited before it answered."""
+
+
+def assert_round_trip(server_url, emitter_url, key, server_options=None,
+                      emitter_options=None):
+    """A PyServer listening on ``server_url`` and an Emitter on
+    ``emitter_url``: the Emitter's emit, counted by NUMSUB's check, reaches
+    the server's client, and so does the server's own emit through Redis.
+
+    :return: the Emitter's ``server_count()``.
+    """
+    from rig import PyClient, PyServer
+    from sio_redis_sync import Emitter
+
+    server = PyServer(server_url, key, redis_options=server_options)
+    try:
+        server.start_listening()
+        client = PyClient(server.url)
+        emitter = Emitter(emitter_url, key=key, redis_options=emitter_options)
+        try:
+            assert emitter.emit('hello', 'round trip') == 1
+            assert client.wait_for('hello') == ['round trip']
+            server.manager.emit('back', 'from the server')
+            assert client.wait_for('back') == ['from the server']
+            return emitter.server_count()
+        finally:
+            client.close()
+            emitter.close()
+    finally:
+        server.stop()

@@ -11,8 +11,8 @@ import pytest
 import redis
 import trustme
 
-from rig import PyClient, PyServer
-from servers import INSTALL_HINT, ServerFailed, ServerProcess, redis_servers
+from servers import (INSTALL_HINT, ServerFailed, ServerProcess,
+                     assert_round_trip, redis_servers)
 from sio_redis_sync import Emitter, PublishError, RedisManager
 
 PASSWORD = 't-secret'
@@ -98,40 +98,18 @@ def url(scheme, server, **query):
 
 @pytest.mark.parametrize('scheme', ['rediss', 'valkeys'])
 def test_tls_with_the_ca_as_option_or_in_the_url(tls_redis, certs, key, scheme):
-    server = PyServer(url(scheme, tls_redis), key,
-                      redis_options={'ssl_ca_certs': certs.ca})
-    try:
-        server.start_listening()
-        client = PyClient(server.url)
-        emitter = Emitter(url(scheme, tls_redis, ssl_ca_certs=certs.ca,
-                              ssl_cert_reqs='required'), key=key)
-        assert emitter.emit('hello', 'over tls') == 1
-        assert client.wait_for('hello') == ['over tls']
-        assert emitter.server_count() == 1
-        server.manager.emit('back', 'from the server')
-        assert client.wait_for('back') == ['from the server']
-        client.close()
-        emitter.close()
-    finally:
-        server.stop()
+    assert assert_round_trip(
+        url(scheme, tls_redis), url(scheme, tls_redis, ssl_ca_certs=certs.ca,
+                                    ssl_cert_reqs='required'),
+        key, server_options={'ssl_ca_certs': certs.ca}) == 1
 
 
 def test_mutual_tls_with_a_client_certificate(mutual_tls_redis, certs, key):
     options = {'ssl_ca_certs': certs.ca, 'ssl_certfile': certs.client_cert,
                'ssl_keyfile': certs.client_key}
-    server = PyServer(url('rediss', mutual_tls_redis), key, redis_options=options)
-    try:
-        server.start_listening()
-        client = PyClient(server.url)
-        emitter = Emitter(url('rediss', mutual_tls_redis, ssl_ca_certs=certs.ca,
-                              ssl_certfile=certs.client_cert,
-                              ssl_keyfile=certs.client_key), key=key)
-        assert emitter.emit('hello', 'mutual') == 1
-        assert client.wait_for('hello') == ['mutual']
-        client.close()
-        emitter.close()
-    finally:
-        server.stop()
+    assert_round_trip(url('rediss', mutual_tls_redis),
+                      url('rediss', mutual_tls_redis, **options), key,
+                      server_options=options)
     anonymous = Emitter(url('rediss', mutual_tls_redis), key=key,
                         redis_options={'ssl_ca_certs': certs.ca})
     with pytest.raises(PublishError) as error:

@@ -7,7 +7,7 @@ import pytest
 from socketio.redis_manager import parse_redis_sentinel_url
 
 from rig import PyClient, PyServer
-from servers import ServerProcess
+from servers import ServerProcess, assert_round_trip
 from sio_redis_sync import Emitter, PublishError, RedisManager
 from sio_redis_sync.connection import (keepalive_options, parse_sentinel_url,
                                        publisher_pool, redact, scheme,
@@ -137,14 +137,4 @@ def test_unix_socket_publish_listen_and_count(unix_redis, key, caplog):
 
 def test_valkey_scheme_on_a_redis_server(redis_url, key):
     valkey_url = redis_url.replace('redis://', 'valkey://', 1)
-    server = PyServer(valkey_url, key)
-    try:
-        server.start_listening()
-        client = PyClient(server.url)
-        emitter = Emitter(valkey_url, key=key)
-        assert emitter.emit('hello', 'valkey') == 1
-        assert client.wait_for('hello') == ['valkey']
-        client.close()
-        emitter.close()
-    finally:
-        server.stop()
+    assert_round_trip(valkey_url, valkey_url, key)
