@@ -183,7 +183,10 @@ class CountingPool(redis.BlockingConnectionPool):
 
     def make_connection(self):
         connection = super().make_connection()
-        connection.register_connect_callback(self._on_connect)
+        # public since redis-py 5.1
+        register = getattr(connection, 'register_connect_callback', None) or \
+            connection._register_connect_callback
+        register(self._on_connect)
         return connection
 
     def _on_connect(self, connection):
