@@ -135,13 +135,18 @@ def _options(url, options, timeout, forced):
     redis-py's ``from_url``) and what this package cannot work without:
     bytes replies, no redis-py retries (callers retry with their own
     deadline; redis-py's retries sleep for seconds), keepalive on TCP,
-    socket waits bounded by ``timeout``, then the caller's ``forced``."""
+    socket waits bounded by ``timeout``, then the caller's ``forced``.
+
+    :return: ``(options, sentinel)``: ``sentinel`` is None, or the
+             ``(sentinels, service_name)`` of a Sentinel URL.
+    """
     kind = scheme(url)
     options = dict(options or {})
+    sentinel = None
     if kind == _SENTINEL:
         sentinels, service_name, url_options = parse_sentinel_url(url)
         options.update(url_options)
-        options['_sentinel'] = sentinels, service_name
+        sentinel = sentinels, service_name
     else:
         url = kind + url[url.index(':'):]  # valkey://, or REDIS://
         connection_class = options.get('connection_class')
@@ -160,7 +165,7 @@ def _options(url, options, timeout, forced):
         options.setdefault('socket_keepalive_options', keepalive_options())
     options.update(forced)
     _bound(options, timeout)
-    return options
+    return options, sentinel
 
 
 def _bound(options, timeout):
@@ -229,8 +234,7 @@ class SentinelPool(CountingPool, SentinelConnectionPool):
 
 
 def _pool(url, options, max_connections, timeout, **forced):
-    options = _options(url, options, timeout, forced)
-    sentinel = options.pop('_sentinel', None)
+    options, sentinel = _options(url, options, timeout, forced)
     if sentinel is None:
         return CountingPool(max_connections=max_connections, timeout=timeout,
                             **options)

@@ -142,6 +142,7 @@ def test_failover_while_emitting_resumes_delivery_and_loses_nothing_silently(key
             len(failed)
         assert emitter.redis.connection_pool.master_address == \
             ('127.0.0.1', setup.replica.port)
+        assert stats['connections_opened'] >= 2  # the new master's too
         for server in servers:
             assert server.manager.ready
             assert server.manager.stats()['reconnects'] >= 1
