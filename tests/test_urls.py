@@ -85,8 +85,8 @@ def test_keepalive_on_tcp_only_and_url_timeouts_bounded():
     assert tcp.connection_kwargs['socket_keepalive_options'] == keepalive_options()
     assert tcp.connection_kwargs['socket_timeout'] == 3
     options = {'socket_keepalive': True, 'socket_keepalive_options': {1: 1}}
-    for pool in (publisher_pool('unix:///tmp/x.sock?socket_keepalive=1', options),
-                 subscriber_client('unix:///tmp/x.sock', options, 2).connection_pool):
+    for pool in (publisher_pool('unix:///run/x.sock?socket_keepalive=1', options),
+                 subscriber_client('unix:///run/x.sock', options, 2).connection_pool):
         assert 'socket_keepalive' not in pool.connection_kwargs
         assert 'socket_keepalive_options' not in pool.connection_kwargs
     sentinel = publisher_pool('redis+sentinel://h:1/0/m', {}, timeout=3)
