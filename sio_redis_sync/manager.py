@@ -21,6 +21,7 @@ from socketio import packet as sio_packet
 from . import connection, listener, protocol
 from .cluster import ClusterAPI, handshake
 from .exceptions import ProtocolError, PublishError, SioRedisError
+from .legacy import LegacyBridge
 from .listener import Listener
 from .publisher import Publisher
 from .protocol import RequestType
@@ -146,6 +147,14 @@ class RedisManager(ClusterAPI, socketio.Manager):
                                  the bound of every other wait of the
                                  subscriber (default 2); then the listener
                                  reconnects and subscribes again.
+    :param legacy_channel: also listen to python-socketio's own queue channel
+                           (``'flask-socketio'`` or ``'socketio'``; JSON,
+                           python-socketio >= 5.14) and apply its messages to
+                           this server's clients: the migration bridge of
+                           :mod:`sio_redis_sync.legacy`.
+    :param legacy_mirror: with ``legacy_channel``, also write this server's
+                          emits and room changes there, for the clients of
+                          python-socketio servers still running (default).
     """
     name = 'sio_redis_sync'
 
@@ -157,7 +166,8 @@ class RedisManager(ClusterAPI, socketio.Manager):
                  publish_timeout=connection.PUBLISH_TIMEOUT,
                  publish_retries=connection.PUBLISH_RETRIES,
                  health_check_interval=listener.HEALTH_CHECK_INTERVAL,
-                 health_check_timeout=listener.HEALTH_CHECK_TIMEOUT):
+                 health_check_timeout=listener.HEALTH_CHECK_TIMEOUT,
+                 legacy_channel=None, legacy_mirror=True):
         super().__init__()
         self.url = url
         self.key = key
@@ -212,6 +222,8 @@ class RedisManager(ClusterAPI, socketio.Manager):
             RequestType.SERVER_SIDE_EMIT: self._on_server_side_emit,
         }
         self._pending = PendingRequests()
+        self._legacy = None if legacy_channel is None else \
+            LegacyBridge(self, legacy_channel, legacy_mirror, self._log)
         self._server_handlers = {}  # (namespace, event) -> handler
         self._handshakes = {}       # (namespace, sid) -> Node-shaped handshake
         self._auth = {}             # (eio_sid, namespace) -> auth, while connecting
@@ -267,6 +279,9 @@ class RedisManager(ClusterAPI, socketio.Manager):
             health_check_timeout=self.health_check_timeout)
         for namespace in self._known_namespaces():
             self._subscribe(namespace)
+        if self._legacy is not None:
+            self._routes[self._legacy.channel_bytes] = (self._legacy.on_message, None)
+            self._listener.subscribe(channels=[self._legacy.channel])
         if self.server is not None:
             self.server.start_background_task(self._listener.run)
         else:
@@ -405,7 +420,10 @@ class RedisManager(ClusterAPI, socketio.Manager):
         cause, and raised as PublishError. With the namespace's ``channels``,
         a message that missed a server subscribing again after an outage
         raises PartialDelivery."""
-        return self._publisher.publish(channel, payload, channels)
+        sent = self._publisher.publish(channel, payload, channels)
+        if self._legacy is not None:
+            self._legacy.mirror(channel, payload)
+        return sent
 
     def _publish_request(self, namespace, payload):
         """A request every server acts on (join, leave, disconnect, ...)."""
