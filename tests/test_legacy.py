@@ -43,9 +43,10 @@ print('SENT', len(ops))
 '''
 
 
-def flask_send(redis_url, *ops, channel='flask-socketio'):
+def flask_send(redis_url, channel, *ops):
     """Run the ops through Flask-SocketIO's write-only ``SocketIO(message_queue=)``
-    in a separate process."""
+    in a separate process, on ``channel`` (each test has its own: tests of
+    other runs may share the Redis)."""
     result = subprocess.run(
         [sys.executable, '-c', FLASK_SENDER, redis_url, channel, json.dumps(ops)],
         capture_output=True, text=True, timeout=60)
@@ -87,17 +88,24 @@ def test_rejects_pickle_and_malformed_messages(payload, error):
 # ------------------------------------------------------------ with servers
 
 @pytest.fixture
-def bridged(redis_url, key):
-    with PyServer(redis_url, key, legacy_channel='flask-socketio') as server:
+def channel(key):
+    """Flask-SocketIO's default channel name, made unique to the test."""
+    return 'flask-socketio-' + key
+
+
+@pytest.fixture
+def bridged(redis_url, key, channel):
+    with PyServer(redis_url, key, legacy_channel=channel) as server:
         server.start_listening()
         yield server
 
 
-def test_flask_socketio_emitter_process_reaches_bridged_clients(bridged, redis_url):
+def test_flask_socketio_emitter_process_reaches_bridged_clients(bridged, redis_url,
+                                                                channel):
     with PyClient(bridged.url, rooms=['room1']) as member, \
             PyClient(bridged.url) as other, \
             PyClient(bridged.url, namespace='/admin') as admin:
-        flask_send(redis_url,
+        flask_send(redis_url, channel,
                    {'op': 'emit', 'event': 'to_room', 'data': 'r', 'to': 'room1'},
                    {'op': 'emit', 'event': 'to_all', 'data': [1, 2]},
                    {'op': 'emit', 'event': 'to_sid', 'data': {'x': 1}, 'to': other.sid},
@@ -113,7 +121,7 @@ def test_flask_socketio_emitter_process_reaches_bridged_clients(bridged, redis_u
         member.assert_no_event('to_sid', within=0.2)
         assert admin.received('to_all') == []
 
-        flask_send(redis_url,
+        flask_send(redis_url, channel,
                    {'op': 'enter_room', 'sid': other.sid, 'room': 'vip'},
                    {'op': 'emit', 'event': 'vip', 'data': 1, 'to': 'vip'},
                    {'op': 'leave_room', 'sid': other.sid, 'room': 'vip'},
@@ -127,25 +135,27 @@ def test_flask_socketio_emitter_process_reaches_bridged_clients(bridged, redis_u
         assert member.received('closed') == []
         assert 'room1' not in bridged.sio.rooms(member.sid)
 
-        flask_send(redis_url, {'op': 'disconnect', 'sid': member.sid})
+        flask_send(redis_url, channel, {'op': 'disconnect', 'sid': member.sid})
         assert member.disconnected.wait(10)
         assert not other.disconnected.is_set()
 
 
 def test_python_socketio_write_only_manager_on_its_default_channel(redis_url, key):
-    with PyServer(redis_url, key, legacy_channel='socketio') as server:
+    channel = 'socketio-' + key  # python-socketio's default name, made unique
+    with PyServer(redis_url, key, legacy_channel=channel) as server:
         server.start_listening()
-        sender = socketio.RedisManager(redis_url, write_only=True)
+        sender = socketio.RedisManager(redis_url, channel=channel, write_only=True)
         with PyClient(server.url, rooms=['r']) as client:
             sender.emit('hello', ('a', b'\x01'), room='r', namespace='/')
             assert client.wait_for('hello') == ['a', b'\x01']
 
 
-def test_pickled_message_is_dropped_with_a_warning(bridged, redis_client, caplog):
+def test_pickled_message_is_dropped_with_a_warning(bridged, channel, redis_client,
+                                                  caplog):
     with PyClient(bridged.url) as client:
         with caplog.at_level(logging.WARNING, logger='sio_redis_sync'):
-            redis_client.publish('flask-socketio', b'\x80\x04\x95\x00.')
-            redis_client.publish('flask-socketio', legacy.encode_emit(
+            redis_client.publish(channel, b'\x80\x04\x95\x00.')
+            redis_client.publish(channel, legacy.encode_emit(
                 'x', 'after', ['ok'], mark=False))
             assert client.wait_for('after') == ['ok']
         assert 'python-socketio < 5.14' in caplog.text

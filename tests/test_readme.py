@@ -12,6 +12,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from rig import PyClient, PyServer, wait_until
+from test_legacy import flask_send
 
 README = pathlib.Path(__file__).resolve().parent.parent / 'README.md'
 
@@ -24,7 +25,7 @@ def python_blocks():
 def snippets(redis_url):
     blocks = [b.replace('redis://localhost:6379/0', redis_url)
               for b in python_blocks()]
-    assert len(blocks) == 5, 'update this test with the README'
+    assert len(blocks) == 6, 'update this test with the README'
     return blocks
 
 
@@ -98,3 +99,25 @@ def test_cluster_api_snippet(snippets, redis_url, key, capsys):
             assert banned.disconnected.wait(5)
     out = capsys.readouterr().out
     assert voter.sid in out and "'b reloaded 7'" in out and "['yes']" in out
+
+
+def test_migration_snippet_with_a_flask_socketio_emitter(snippets, tmp_path, redis_url, key,
+                                                         without_green_libraries):
+    """The bridged server of the migration guide, served for real; a
+    Flask-SocketIO ``SocketIO(message_queue=url)`` process reaches its client
+    (the channel is made unique to the test: other runs may share Redis)."""
+    channel = 'flask-socketio-' + key
+    server = load(tmp_path, 'readme_migration',
+                  snippets[5].replace("'flask-socketio'", repr(channel)))
+    http = make_server('127.0.0.1', 0, server.app, threaded=True)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    manager = server.socketio.server.manager
+    try:
+        with PyClient('http://127.0.0.1:%d' % http.server_port) as client:
+            wait_until(lambda: manager.ready, message='the app subscribed')
+            flask_send(redis_url, channel, {'op': 'emit', 'event': 'old', 'data': 1})
+            assert client.wait_for('old') == [1]
+    finally:
+        http.shutdown()
+        manager.close()
