@@ -219,8 +219,11 @@ class Monitor:
         self.legacy_channel = legacy_channel
         self.sharded = sharded
         self._stop = threading.Event()
+        # a silent link is PINGed every 5 s: a dead one ends the monitor
+        # with an error instead of leaving it waiting forever
         self._client = redis.Redis.from_url(url, socket_timeout=5,
-                                            socket_connect_timeout=5)
+                                            socket_connect_timeout=5,
+                                            health_check_interval=5)
         self._pubsub = self._client.pubsub()
         self._prefixes = (('request', key + '-request#'),
                           ('response', key + '-response#'),
@@ -280,7 +283,7 @@ class Monitor:
         try:
             record = DECODERS[family](channel, nsp, data)
         except ProtocolError as exc:
-            record = _summary('MALFORMED', None, nsp, payload=data[:200],
+            record = _summary('MALFORMED', None, nsp, payload=repr(data[:200]),
                               error=str(exc))
         record.update(time=time.time(), family=family, channel=channel,
                       size=len(data))

@@ -191,6 +191,7 @@ def test_monitor_decodes_every_kind_from_python_and_node(redis_url, key, redis_c
     assert by_type[('response', 'BROADCAST_ACK')][0]['payload'] == {'packet': 'yes'}
     malformed = by_type[('broadcast', 'MALFORMED')] + by_type[('request', 'MALFORMED')]
     assert len(malformed) == 2 and all(r['error'] for r in malformed)
+    assert "b'\\xc1 not msgpack'" in [r['payload'] for r in malformed]
 
 
 def test_monitor_filters_and_human_lines(redis_url, key):
