@@ -116,8 +116,7 @@ def _decode_broadcast(channel, nsp, data):
                     flags=message.flags)
 
 
-def _decode_request(channel, nsp, data):
-    request = protocol.decode_request(data)
+def _request_summary(request, nsp, name):
     event, payload = None, None
     extra = {}
     if request.data is not None:
@@ -131,8 +130,13 @@ def _decode_request(channel, nsp, data):
         extra['sid'] = request.sid
     if request.request_id is not None:
         extra['request_id'] = request.request_id
-    return _summary(request.type.name, request.uid, nsp, request.rooms,
-                    request.except_, event, payload, **extra)
+    return _summary(name, request.uid, nsp, request.rooms, request.except_,
+                    event, payload, **extra)
+
+
+def _decode_request(channel, nsp, data):
+    request = protocol.decode_request(data)
+    return _request_summary(request, nsp, request.type.name)
 
 
 # responses without a type, recognised by their field
@@ -163,23 +167,22 @@ def _decode_sharded(channel, nsp, data):
         raise ProtocolError('sharded message not decoded: this version has '
                             'no sio_redis_sync.envelope') from None
     message = envelope.decode_envelope(data)
-    body = message.data if isinstance(message.data, dict) else {}
-    opts = body.get('opts') if isinstance(body.get('opts'), dict) else {}
-    packet = body.get('packet')
-    if isinstance(packet, dict):
-        packet = packet.get('data')
-    event, payload = None, None
-    if message.type in (envelope.MessageType.BROADCAST,
-                        envelope.MessageType.SERVER_SIDE_EMIT):
-        event, payload = _event_parts(packet)
-    else:
-        payload = {k: v for k, v in body.items() if k != 'opts'} or None
-    extra = {}
-    if 'requestId' in body:
-        extra['request_id'] = body['requestId']
-    return _summary(message.type.name, message.uid, message.nsp,
-                    opts.get('rooms') or (), opts.get('except') or (), event,
-                    payload, **extra)
+    name = message.type.name
+    if message.type == envelope.MessageType.BROADCAST and \
+            'requestId' not in message.data:
+        broadcast = envelope.broadcast_of(message)
+        return _summary(name, message.uid, message.nsp, broadcast.rooms,
+                        broadcast.except_, broadcast.data[0], broadcast.data[1:],
+                        flags=broadcast.flags)
+    request = envelope.request_of(message)
+    if request is not None:
+        return _request_summary(request, message.nsp, name)
+    response = envelope.response_of(message)
+    if response is not None:
+        body = {k: v for k, v in response.items() if k not in ('type', 'requestId')}
+        return _summary(name, message.uid, message.nsp, payload=body,
+                        request_id=response['requestId'])
+    return _summary(name, message.uid, message.nsp)  # heartbeats, close
 
 
 def _decode_legacy(channel, nsp, data):

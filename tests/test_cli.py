@@ -236,26 +236,42 @@ def test_monitor_decodes_sharded_channels(redis_url, key, redis_client):
                         reason='the sharded envelope module comes from the sharded-mode branch')
     channel = key + '#/#'
     shard = redis_client.pubsub()
-    shard.ssubscribe(channel)  # a sharded server's subscription
+    shard.ssubscribe(channel, channel + 'abc#')  # a sharded server's subscriptions
     try:
-        wait_until(lambda: shard.get_message(timeout=0.1))
-        monitor = Monitor('--json', '--url', redis_url, '--key', key, '--count', 2)
         wait_until(lambda: redis_client.execute_command(
-            'PUBSUB', 'SHARDNUMSUB', channel)[1] == 2, 10, message='monitor ssubscribed')
+            'PUBSUB', 'SHARDNUMSUB', channel + 'abc#')[1] == 1, 10)
+        monitor = Monitor('--json', '--url', redis_url, '--key', key, '--count', 5)
+        wait_until(lambda: redis_client.execute_command(
+            'PUBSUB', 'SHARDNUMSUB', channel, channel + 'abc#')[1::2] == [2, 2], 10,
+            message='monitor ssubscribed')
         envelope = {'type': 3, 'data': {'packet': {'type': 2, 'data': ['ev', 1]},
                                         'opts': {'rooms': ['r'], 'except': [], 'flags': {}}},
                     'uid': 'abc', 'nsp': '/'}
         redis_client.execute_command('SPUBLISH', channel, json.dumps(envelope))
+        join = {'type': 4, 'data': {'opts': {'rooms': ['a'], 'except': ['b']},
+                                    'rooms': ['c']}, 'uid': 'abc', 'nsp': '/'}
+        redis_client.execute_command('SPUBLISH', channel, json.dumps(join))
+        redis_client.execute_command('SPUBLISH', channel + 'abc#', json.dumps({
+            'type': 11, 'data': {'requestId': 'q1', 'clientCount': 2},
+            'uid': 'def', 'nsp': '/'}))
         redis_client.execute_command('SPUBLISH', channel, b'{"type": 3')
+        bad = dict(envelope, data={'packet': {'type': 2, 'data': ['ev']},
+                                   'opts': {'rooms': 5}})
+        redis_client.execute_command('SPUBLISH', channel, json.dumps(bad))
         assert monitor.process.wait(30) == 0
         monitor.stop()
     finally:
         shard.close()
-    broadcast, malformed = monitor.records()
+    broadcast, join, count, malformed, bad = monitor.records()
     assert broadcast['family'] == 'sharded' and broadcast['type'] == 'BROADCAST'
     assert broadcast['event'] == 'ev' and broadcast['rooms'] == ['r']
     assert broadcast['uid'] == 'abc' and broadcast['payload'] == [1]
-    assert malformed['type'] == 'MALFORMED'
+    assert join['type'] == 'SOCKETS_JOIN' and join['join'] == ['c']
+    assert join['rooms'] == ['a'] and join['except'] == ['b']
+    assert count['type'] == 'BROADCAST_CLIENT_COUNT' and count['request_id'] == 'q1'
+    assert count['payload'] == {'clientCount': 2} and count['channel'] == channel + 'abc#'
+    assert malformed['type'] == 'MALFORMED' and bad['type'] == 'MALFORMED'
+    assert 'rooms' in bad['error']
 
 
 def test_monitor_shows_the_legacy_channel(redis_url, key, redis_client):
