@@ -159,6 +159,11 @@ def test_monitor_decodes_every_kind_from_python_and_node(redis_url, key, redis_c
                 node_client.ctl(op='emitWithAck', nsp='/', to=[client.sid],
                                 event='vote', args=[], timeout=5000)
                 node_client.ctl(op='disconnectSockets', nsp='/', to=['nobody'])
+                py.manager.sockets_leave('r2', room='r1')
+                py.manager.on('ask', lambda n: 'py got %d' % n)
+                answer = node_client.ctl(op='serverSideEmitWithAck', nsp='/',
+                                         event='ask', args=[5])
+                assert answer['responses'] == ['py got 5']
             # a malformed broadcast kills Node's classic adapter (it does not
             # catch decoding errors): published once the Node server is gone
             redis_client.publish(key + '#/#', b'\xc1 not msgpack')
@@ -178,8 +183,15 @@ def test_monitor_decodes_every_kind_from_python_and_node(redis_url, key, redis_c
     assert any(r['event'] == 'from-node' for r in by_type[('broadcast', 'BROADCAST')])
     join = by_type[('request', 'REMOTE_JOIN')][0]
     assert join['rooms'] == ['r1'] and join['join'] == ['r2']
-    for kind in ('ALL_ROOMS', 'REMOTE_FETCH', 'SERVER_SIDE_EMIT', 'REMOTE_DISCONNECT'):
+    for kind in ('ALL_ROOMS', 'REMOTE_FETCH', 'SERVER_SIDE_EMIT', 'REMOTE_DISCONNECT',
+                 'REMOTE_LEAVE'):
         assert ('request', kind) in by_type, kind
+    leave = by_type[('request', 'REMOTE_LEAVE')][0]
+    assert leave['uid'] == py.manager.uid and leave['leave'] == ['r2']
+    ask = [r for r in by_type[('request', 'SERVER_SIDE_EMIT')] if r['event'] == 'ask']
+    assert ask[0]['payload'] == [5] and ask[0]['request_id']
+    assert by_type[('response', 'SERVER_SIDE_EMIT_RESPONSE')][0]['payload'] == \
+        {'data': 'py got 5'}
     assert by_type[('request', 'SERVER_SIDE_EMIT')][0]['event'] == 'tick'
     rooms = by_type[('response', 'ALL_ROOMS_RESPONSE')][0]
     assert 'r2' in rooms['payload']['rooms'] and rooms['request_id']
