@@ -22,6 +22,7 @@ from . import connection, envelope, listener, protocol
 from . import wire as wires
 from .cluster import ClusterAPI, handshake
 from .exceptions import ProtocolError, PublishError, SioRedisError
+from .legacy import LegacyBridge
 from .protocol import RequestType
 from .requests import AckCallback, PendingRequests, new_request_id
 
@@ -162,6 +163,14 @@ class RedisManager(ClusterAPI, socketio.Manager):
                                  the bound of every other wait of the
                                  subscriber (default 2); then the listener
                                  reconnects and subscribes again.
+    :param legacy_channel: also listen to python-socketio's own queue channel
+                           (``'flask-socketio'`` or ``'socketio'``; JSON,
+                           python-socketio >= 5.14) and apply its messages to
+                           this server's clients: the migration bridge of
+                           :mod:`sio_redis_sync.legacy`.
+    :param legacy_mirror: with ``legacy_channel``, also write this server's
+                          emits and room changes there, for the clients of
+                          python-socketio servers still running (default).
     """
     name = 'sio_redis_sync'
 
@@ -175,13 +184,16 @@ class RedisManager(ClusterAPI, socketio.Manager):
                  health_check_interval=listener.HEALTH_CHECK_INTERVAL,
                  health_check_timeout=listener.HEALTH_CHECK_TIMEOUT,
                  mode=wires.CLASSIC, subscription_mode=envelope.DYNAMIC,
-                 cluster=False):
+                 cluster=False, legacy_channel=None, legacy_mirror=True):
         super().__init__()
         if mode == wires.CLASSIC:
             if cluster:
                 raise ValueError("a Redis Cluster needs mode='sharded'")
             self._wire = wires.ClassicWire(self)
         elif mode == wires.SHARDED:
+            if legacy_channel is not None:
+                raise ValueError("legacy_channel needs mode='classic': "
+                                 "python-socketio's queue is classic Pub/Sub")
             self._wire = wires.ShardedWire(self, subscription_mode, cluster)
         else:
             raise ValueError("mode must be 'classic' or 'sharded', got %r" % (mode,))
@@ -241,6 +253,8 @@ class RedisManager(ClusterAPI, socketio.Manager):
             RequestType.SERVER_SIDE_EMIT: self._on_server_side_emit,
         }
         self._pending = PendingRequests()
+        self._legacy = None if legacy_channel is None else \
+            LegacyBridge(self, legacy_channel, legacy_mirror, self._log)
         self._server_handlers = {}  # (namespace, event) -> handler
         self._handshakes = {}       # (namespace, sid) -> Node-shaped handshake
         self._auth = {}             # (eio_sid, namespace) -> auth, while connecting
@@ -295,6 +309,9 @@ class RedisManager(ClusterAPI, socketio.Manager):
         self._listener = self._wire.new_listener()
         for namespace in self._known_namespaces():
             self._subscribe(namespace)
+        if self._legacy is not None:
+            self._routes[self._legacy.channel_bytes] = (self._legacy.on_message, None)
+            self._listener.subscribe(channels=[self._legacy.channel])
         if self.server is not None:
             self.server.start_background_task(self._listener.run)
         else:
@@ -426,7 +443,10 @@ class RedisManager(ClusterAPI, socketio.Manager):
         cause, and raised as PublishError. With the namespace's ``channels``,
         a message that missed a server subscribing again after an outage
         raises PartialDelivery."""
-        return self._publisher.publish(channel, payload, channels)
+        sent = self._publisher.publish(channel, payload, channels)
+        if self._legacy is not None:
+            self._legacy.mirror(channel, payload)
+        return sent
 
 
     # ------------------------------------------- room bookkeeping, locked

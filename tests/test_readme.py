@@ -2,6 +2,7 @@
 
 Only the Redis URL is swapped for the test Redis; the app is served for real.
 """
+import contextlib
 import importlib
 import pathlib
 import re
@@ -12,6 +13,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from rig import PyClient, PyServer, wait_until
+from test_legacy import flask_send
 
 README = pathlib.Path(__file__).resolve().parent.parent / 'README.md'
 
@@ -24,7 +26,7 @@ def python_blocks():
 def snippets(redis_url):
     blocks = [b.replace('redis://localhost:6379/0', redis_url)
               for b in python_blocks()]
-    assert len(blocks) == 5, 'update this test with the README'
+    assert len(blocks) == 6, 'update this test with the README'
     return blocks
 
 
@@ -50,25 +52,35 @@ def without_green_libraries(monkeypatch):
         monkeypatch.setitem(sys.modules, name, None)
 
 
+@contextlib.contextmanager
+def served(module):
+    """A client of the snippet's Flask-SocketIO ``app``, served by Werkzeug,
+    once its manager has subscribed; then the server and manager stop."""
+    http = make_server('127.0.0.1', 0, module.app, threaded=True)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    manager = module.socketio.server.manager
+    try:
+        with PyClient('http://127.0.0.1:%d' % http.server_port) as client:
+            wait_until(lambda: manager.ready, message='the app subscribed')
+            yield client, manager
+    finally:
+        http.shutdown()
+        manager.close()
+
+
 def test_quick_start_flask_server_and_celery_task(snippets, tmp_path,
                                                   without_green_libraries):
     server = load(tmp_path, 'readme_app', snippets[0])
     tasks = load(tmp_path, 'readme_tasks', snippets[1])
-    http = make_server('127.0.0.1', 0, server.app, threaded=True)
-    thread = threading.Thread(target=http.serve_forever, daemon=True)
-    thread.start()
-    manager = server.socketio.server.manager
     try:
-        with PyClient('http://127.0.0.1:%d' % http.server_port) as client:
-            wait_until(lambda: manager.ready, message='the app subscribed')
+        with served(server) as (client, manager):
             client.client.emit('join', 'job-42')
             wait_until(lambda: 'job-42' in manager.get_rooms(client.sid, '/'))
             tasks.report_progress.apply(args=('job-42', 50)).get()
             assert client.wait_for('progress') == [{'pct': 50}]
             exec(compile(snippets[2], 'README-chaining', 'exec'), vars(tasks))
     finally:
-        http.shutdown()
-        manager.close()
         tasks.emitter.close()
 
 
@@ -98,3 +110,16 @@ def test_cluster_api_snippet(snippets, redis_url, key, capsys):
             assert banned.disconnected.wait(5)
     out = capsys.readouterr().out
     assert voter.sid in out and "'b reloaded 7'" in out and "['yes']" in out
+
+
+def test_migration_snippet_with_a_flask_socketio_emitter(snippets, tmp_path, redis_url, key,
+                                                         without_green_libraries):
+    """The bridged server of the migration guide, served for real; a
+    Flask-SocketIO ``SocketIO(message_queue=url)`` process reaches its client
+    (the channel is made unique to the test: other runs may share Redis)."""
+    channel = 'flask-socketio-' + key
+    server = load(tmp_path, 'readme_migration',
+                  snippets[5].replace("'flask-socketio'", repr(channel)))
+    with served(server) as (client, _):
+        flask_send(redis_url, channel, {'op': 'emit', 'event': 'old', 'data': 1})
+        assert client.wait_for('old') == [1]

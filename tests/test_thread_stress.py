@@ -108,5 +108,5 @@ def test_threads_and_listener_churn_rooms_together(redis_url, key,
             {c.sid for c in stable}
         Emitter(redis_url, key=key).to('stable').emit('alive')
         for client in stable:
-            client.wait_for('alive')
+            client.wait_for('alive', timeout=60)
             client.close()
