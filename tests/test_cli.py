@@ -22,8 +22,8 @@ SCRIPT = os.path.join(os.path.dirname(sys.executable), 'sio-redis-sync')
 def command(form='module'):
     if form == 'script':
         if not os.path.exists(SCRIPT):
-            pytest.skip('the sio-redis-sync console script is not installed yet '
-                        '(its entry point goes in setup.cfg)')
+            pytest.fail('no sio-redis-sync console script beside %s: install the '
+                        'package with "pip install -e .[test]"' % sys.executable)
         return [SCRIPT]
     return [sys.executable, '-m', 'sio_redis_sync']
 
