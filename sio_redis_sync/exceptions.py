@@ -2,6 +2,11 @@
 
 Owns the error hierarchy only; nothing here does I/O or knows about Redis.
 """
+import re
+
+
+# redis-py 6 puts a connection's repr, password included, in some errors
+_PASSWORD = re.compile(r'(password=)[^,)>\s]*')
 
 
 class SioRedisError(Exception):
@@ -28,7 +33,8 @@ class PublishError(SioRedisError):
         self.channel = channel
         super().__init__(
             'could not publish to Redis channel %r: %s: %s'
-            % (channel, type(cause).__name__, cause))
+            % (channel, type(cause).__name__,
+               _PASSWORD.sub(r'\1***', str(cause))))
 
 
 class PartialDelivery(PublishError):

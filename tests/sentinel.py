@@ -65,9 +65,13 @@ class SentinelSetup:
 
     @staticmethod
     def _knows_all(client, count):
-        state = client.sentinel_master(SERVICE)
-        return state['num-slaves'] == 1 and \
-            state['num-other-sentinels'] == count - 1
+        # the raw reply: redis-py 6.x's SENTINEL MASTER parser raises a
+        # TypeError (return_responses) on a plain client
+        raw = client.execute_command('SENTINEL', 'MASTER', SERVICE)
+        pairs = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2])
+        state = {_text(name): _text(value) for name, value in pairs}
+        return state['num-slaves'] == '1' and \
+            state['num-other-sentinels'] == str(count - 1)
 
     def url(self, scheme='redis+sentinel', userinfo='', db=0):
         """The Sentinel URL of this setup, every sentinel in it."""
@@ -82,7 +86,8 @@ class SentinelSetup:
                 continue
             with sentinel.client() as client, \
                     contextlib.suppress(redis.ConnectionError):
-                return int(client.sentinel_get_master_addr_by_name(SERVICE)[1])
+                return int(client.execute_command(
+                    'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', SERVICE)[1])
         raise AssertionError('no sentinel answers')
 
     def wait_promoted(self, timeout=60):
@@ -102,3 +107,7 @@ class SentinelSetup:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else str(value)
