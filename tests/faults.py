@@ -1,5 +1,6 @@
-"""Fault injection for the reliability tests: a paused redis-server, and a TCP
-proxy that can turn its open connections into silent half-open links.
+"""Fault injection for the reliability tests: a paused redis-server, a TCP
+proxy that can turn its open connections into silent half-open links, and a
+ticker that keeps emitting through a fault and accounts for every emit.
 """
 import contextlib
 import os
@@ -7,7 +8,8 @@ import signal
 import socket
 import threading
 
-from rig import free_port
+from rig import free_port, wait_until
+from sio_redis_sync import PublishError
 
 
 @contextlib.contextmanager
@@ -81,3 +83,57 @@ class SilencingProxy:
             for sock in link['socks']:
                 with contextlib.suppress(OSError):
                     sock.close()
+
+
+class Ticker:
+    """Calls ``send(n)`` (n = 0, 1, ...) in a thread until stopped, noting
+    for each n None (sent) or the PublishError it raised."""
+
+    def __init__(self, send, interval=0.01):
+        self._send = send
+        self._interval = interval
+        self.outcomes = {}
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        n = 0
+        while not self._stop.is_set():
+            try:
+                self._send(n)
+                self.outcomes[n] = None
+            except PublishError as exc:
+                self.outcomes[n] = exc
+            n += 1
+            self._stop.wait(self._interval)
+
+    def sent(self):
+        return {n for n, error in list(self.outcomes.items()) if error is None}
+
+    def failed(self):
+        return [error for error in list(self.outcomes.values()) if error is not None]
+
+    def stop(self):
+        self._stop.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+def ticks(client, event='tick'):
+    """The ``n`` of every ``event`` that ``client`` received."""
+    return {args[0] for args in client.received(event)}
+
+
+def assert_arrived(client, sent, outcomes, event='tick'):
+    """Every ``n`` in ``sent`` reaches ``client`` within 10 s; else fail
+    naming the missing ones and the outcomes around them."""
+    try:
+        wait_until(lambda: sent <= ticks(client, event), 10)
+    except AssertionError:
+        missing = sorted(sent - ticks(client, event))
+        around = range(missing[0] - 3, missing[-1] + 4)
+        raise AssertionError(
+            '%s %s sent without error never reached %s; outcomes around '
+            'them: %r' % (event, missing, client.sid,
+                          {n: outcomes.get(n) for n in around})) from None

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from faults import Ticker, assert_arrived, ticks
 from rig import PyClient, PyServer, wait_until
 from sentinel import SentinelSetup
 from sio_redis_sync import Emitter, PublishError
@@ -62,53 +63,6 @@ def test_sentinel_refusals_raise_publish_error_naming_the_cause(key, caplog):
     assert 'redis+sentinel://:***@127.0.0.1:' in caplog.text
 
 
-class Ticker:
-    """Emits ``tick n`` (n = 0, 1, ...) in a thread until stopped, noting for
-    each n None (sent) or the PublishError it raised."""
-
-    def __init__(self, emitter):
-        self.emitter = emitter
-        self.outcomes = {}
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        n = 0
-        while not self._stop.is_set():
-            try:
-                self.emitter.emit('tick', n)
-                self.outcomes[n] = None
-            except PublishError as exc:
-                self.outcomes[n] = exc
-            n += 1
-            self._stop.wait(0.01)
-
-    def sent(self):
-        return {n for n, error in list(self.outcomes.items()) if error is None}
-
-    def stop(self):
-        self._stop.set()
-        self.thread.join(30)
-        assert not self.thread.is_alive()
-
-
-def assert_arrived(client, sent, outcomes):
-    try:
-        wait_until(lambda: sent <= ticks(client), 10)
-    except AssertionError:
-        missing = sorted(sent - ticks(client))
-        around = range(missing[0] - 3, missing[-1] + 4)
-        raise AssertionError(
-            'ticks %s sent without error never reached %s; outcomes around '
-            'them: %r' % (missing, client.sid,
-                          {n: outcomes.get(n) for n in around})) from None
-
-
-def ticks(client):
-    return {args[0] for args in client.received('tick')}
-
-
 @pytest.mark.timeout(300)
 def test_failover_while_emitting_resumes_delivery_and_loses_nothing_silently(key):
     crashed = []
@@ -122,7 +76,7 @@ def test_failover_while_emitting_resumes_delivery_and_loses_nothing_silently(key
             server.start_listening()
         clients = [PyClient(server.url) for server in servers]
         emitter = Emitter(url, key=key)
-        ticker = Ticker(emitter)
+        ticker = Ticker(lambda n: emitter.emit('tick', n))
         wait_until(lambda: all(len(ticks(c)) >= 20 for c in clients), 30,
                    message='ticks before the failover')
 
@@ -138,7 +92,7 @@ def test_failover_while_emitting_resumes_delivery_and_loses_nothing_silently(key
         sent = ticker.sent()
         for client in clients:  # every emit that did not raise arrived
             assert_arrived(client, sent, ticker.outcomes)
-        failed = [e for e in ticker.outcomes.values() if e is not None]
+        failed = ticker.failed()
         assert failed, 'the master was killed, yet no emit failed'
         stats = emitter.stats()
         assert stats['publish_failures'] + stats['partial_deliveries'] == \
