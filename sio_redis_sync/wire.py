@@ -177,6 +177,10 @@ class ShardedWire(ClassicWire):
                 check_server(client, True)
             finally:
                 client.close()
+            # read the slot map now, while the node of the URL answers: the
+            # cluster client then knows every node, and a publish made
+            # after that node died finds the others
+            m._publisher.client  # noqa: B018
         else:
             check_server(m._publisher.client, False)
 
@@ -265,9 +269,7 @@ class ShardedWire(ClassicWire):
         payload = envelope.encode_envelope(
             MessageType.BROADCAST, envelope.broadcast_data(data, rooms, skip),
             self.m.uid, namespace)
-        # a room channel reaches only the servers hosting the room: no usual
-        # count to compare with
-        return channel, payload, channels if channel == channels.main else None
+        return channel, payload, channels
 
     def emit_request(self, namespace, request_id, data, rooms, skip, flags):
         return self._envelope(namespace, MessageType.BROADCAST, envelope.broadcast_data(
