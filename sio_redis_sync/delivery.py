@@ -1,10 +1,11 @@
 """Whether a publish reached every server: Redis Pub/Sub keeps nothing, so a
 server that is subscribing again after an outage misses what is sent meanwhile.
 
-Owns, per channel group, how many subscribers the last publishes reached; a
-publish that reaches fewer is checked against PUBSUB NUMSUB before it counts
-as a server gone for good, or raises PartialDelivery to its caller.
+Owns, per channel group (and per sharded room channel), how many subscribers
+the last publishes reached; a publish that reaches fewer is checked against
+NUMSUB before it counts as a server gone for good, or raises PartialDelivery.
 """
+import collections
 import threading
 import time
 
@@ -17,6 +18,12 @@ RESUBSCRIBE_WAIT = 1.0
 # taken as the new normal (a monitoring client that left, say).
 SETTLE_AFTER = 2.0
 POLL = 0.05
+# How long after a failed publish attempt (a Redis outage, a cluster failover)
+# a room channel that reached fewer servers than last time is checked.
+OUTAGE_WINDOW = 30.0
+# How many room channels' last counts are kept (least recently published
+# forgotten first).
+ROOMS_REMEMBERED = 10000
 
 
 class DeliveryCheck:
@@ -37,6 +44,8 @@ class DeliveryCheck:
         # group -> [receivers, servers (NUMSUB of the request channel), time
         # the count first fell short, or None]
         self._usual = {}
+        # sharded room channel -> receivers of its last publish
+        self._rooms = collections.OrderedDict()
 
     def check(self, group, servers_channel, channel, receivers):
         """After a publish on ``channel`` of ``group`` reached ``receivers``.
@@ -79,3 +88,31 @@ class DeliveryCheck:
                 self._usual[group] = [receivers, servers, None]
                 return
         raise PartialDelivery(channel, receivers, expected)
+
+    def check_room(self, channel, receivers, after_outage):
+        """After a publish on the sharded room channel ``channel`` reached
+        ``receivers`` (the servers hosting the room that are subscribed).
+
+        Fewer than last time is normally a room emptied on some server, and
+        passes at once. Within :data:`OUTAGE_WINDOW` of a failed publish
+        attempt (``after_outage``) it may instead be servers subscribing
+        again on a promoted master: then, if the channel's subscribers come
+        back to the last count within the wait, they missed it.
+
+        :raises sio_redis_sync.PartialDelivery: in that case.
+        """
+        with self._lock:
+            before = self._rooms.pop(channel, None)
+            self._rooms[channel] = receivers
+            if len(self._rooms) > ROOMS_REMEMBERED:
+                self._rooms.popitem(last=False)
+        if before is None or receivers >= before or not after_outage:
+            return
+        deadline = self._clock() + self._wait
+        while self._numsub(channel) < before:
+            if self._clock() >= deadline:
+                return  # fewer servers host the room now
+            self._sleep(POLL)
+        with self._lock:
+            self._rooms[channel] = before
+        raise PartialDelivery(channel, receivers, before)

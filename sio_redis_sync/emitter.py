@@ -213,8 +213,7 @@ class ShardedOperator(BroadcastOperator):
         payload = envelope.encode_envelope(kind, data, protocol.EMITTER_UID,
                                            channels.nsp, emitter_order=True)
         channel = channel or channels.main
-        return self._publish(channel, payload,
-                             channels if channel == channels.main else None)
+        return self._publish(channel, payload, channels)
 
     def emit(self, event, *args):
         _check_event(event)
@@ -301,7 +300,10 @@ class Emitter:
         emitter.of('/admin').to('ops').except_('bots').emit('alert', 'disk')
 
     :param url_or_client: a Redis URL, or a ``redis.Redis`` client to use
-                          (then its own pool and timeouts apply).
+                          (then its own pool and timeouts apply). URLs are
+                          those of :class:`~sio_redis_sync.RedisManager`:
+                          ``redis://``, ``rediss://``, ``unix://``,
+                          ``redis+sentinel://`` and their ``valkey`` forms.
     :param key: the channel prefix; the servers' ``key`` (default
                 ``socket.io``).
     :param redis_options: keyword arguments for ``redis.Redis.from_url``

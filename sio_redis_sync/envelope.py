@@ -75,6 +75,9 @@ class ShardedChannels:
     ``key#nsp#<room>#`` (single-room broadcasts in the dynamic modes)."""
     key: str
     nsp: str
+    #: a room channel reaches only the servers hosting the room: the
+    #: delivery check counts each apart (see ``DeliveryCheck.check_room``)
+    rooms_counted_apart = True
 
     @functools.cached_property
     def main(self) -> str:

@@ -49,6 +49,9 @@ class Channels:
     (each computed once: they are read for every message)."""
     key: str
     nsp: str
+    #: every room channel reaches the same pattern subscribers as
+    #: :attr:`broadcast`: the delivery check keeps one count for all of them
+    rooms_counted_apart = False
 
     @functools.cached_property
     def broadcast(self) -> str:

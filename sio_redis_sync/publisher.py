@@ -13,7 +13,7 @@ import time
 import redis
 
 from . import connection
-from .delivery import DeliveryCheck
+from .delivery import OUTAGE_WINDOW, DeliveryCheck
 from .exceptions import PartialDelivery, PublishError
 from .transport import PUBLISH_ERRORS, numsub
 
@@ -92,6 +92,8 @@ class Publisher:
         #: publishes that raised PartialDelivery
         self.partial_deliveries = 0
         self.delivery = DeliveryCheck(self.numsub, sleep)
+        # when an attempt last failed (monotonic), for the room check
+        self._failed_at = None
         # the head of a RESP ``<command> channel payload`` command
         self._head = b'*3\r\n$%d\r\n%s\r\n' % (len(self.command),
                                                    self.command.encode())
@@ -124,6 +126,7 @@ class Publisher:
             try:
                 receivers = self._publish_once(channel, payload)
             except _NotSent as exc:
+                self._failed_at = time.monotonic()
                 if attempts > self.retries or \
                         time.monotonic() + delay >= deadline:
                     self._fail(channel, exc.cause, attempts, started)
@@ -188,12 +191,18 @@ class Publisher:
         return results
 
     def _check_delivery(self, channels, channel, receivers):
-        # every room channel of a namespace reaches the same pattern
-        # subscribers: one count for its broadcasts, one for its requests
-        group = channels.request if channel == channels.request \
-            else channels.broadcast
         try:
-            self.delivery.check(group, channels.request, channel, receivers)
+            if channel == channels.request:
+                self.delivery.check(channel, channel, channel, receivers)
+            elif channel == channels.broadcast or not channels.rooms_counted_apart:
+                # classic room channels reach the broadcast's subscribers
+                self.delivery.check(channels.broadcast, channels.request,
+                                    channel, receivers)
+            else:
+                failed_at = self._failed_at
+                self.delivery.check_room(
+                    channel, receivers, failed_at is not None
+                    and time.monotonic() - failed_at < OUTAGE_WINDOW)
         except PartialDelivery as exc:
             with self._lock:
                 self.partial_deliveries += 1
@@ -223,6 +232,7 @@ class Publisher:
             pool.release(conn)
 
     def _fail(self, channel, cause, attempts, started):
+        self._failed_at = time.monotonic()
         with self._lock:
             self.failures += 1
         error = PublishError(channel, cause)

@@ -102,3 +102,44 @@ def test_a_server_that_leaves_costs_one_wait_and_no_error(redis_url, key):
             assert emitter.stats()['partial_deliveries'] == 0
         finally:
             emitter.close()
+
+
+def test_a_room_channel_with_fewer_servers_passes_at_once_outside_an_outage():
+    script = Script(1)
+    check = script.check()
+    check.check_room('room', 2, after_outage=False)
+    check.check_room('room', 1, after_outage=False)   # the room emptied on a server
+    check.check_room('room', 1, after_outage=True)    # and stays so: no wait either
+    assert (script.asked, script.now) == (0, 0.0)
+
+
+def test_a_room_channel_after_an_outage_raises_if_its_servers_come_back():
+    script = Script(1, 1, 2)   # two servers resubscribing on a promoted master
+    check = script.check()
+    check.check_room('room', 2, after_outage=False)
+    with pytest.raises(PartialDelivery) as caught:
+        check.check_room('room', 1, after_outage=True)
+    assert (caught.value.receivers, caught.value.expected) == (1, 2)
+    check.check_room('room', 2, after_outage=True)    # back to the usual
+    assert script.asked == 3
+
+
+def test_a_room_channel_after_an_outage_accepts_fewer_servers_after_the_wait():
+    script = Script(1)
+    check = script.check()
+    check.check_room('room', 2, after_outage=False)
+    check.check_room('room', 1, after_outage=True)
+    assert script.now >= 1.0
+    check.check_room('room', 1, after_outage=True)    # the new count: no wait
+    assert script.now < 1.2
+
+
+def test_room_channels_are_remembered_within_a_bound(monkeypatch):
+    monkeypatch.setattr('sio_redis_sync.delivery.ROOMS_REMEMBERED', 3)
+    script = Script(0)
+    check = script.check()
+    for n in range(5):
+        check.check_room('room%d' % n, 1, after_outage=False)
+    assert list(check._rooms) == ['room2', 'room3', 'room4']
+    check.check_room('room0', 0, after_outage=True)   # forgotten: nothing to compare
+    assert script.asked == 0
