@@ -112,8 +112,16 @@ class RedisManager(ClusterAPI, socketio.Manager):
     :meth:`sockets_join`, :meth:`sockets_leave`, :meth:`disconnect_sockets`
     and :meth:`emit_with_ack`.
 
-    :param url: the Redis URL (``redis://``, ``rediss://``, ``unix://``); with
-                ``cluster=True``, any node of the Redis Cluster.
+    :param url: the Redis URL: ``redis://``, ``rediss://`` (TLS:
+                ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``,
+                ``ssl_cert_reqs`` as query options or in ``redis_options``),
+                ``unix://``,
+                ``redis+sentinel://[:password@]host[:port][,...]/db/name``
+                (python-socketio's format; the master is asked of the sentinels at every connect;
+                ``sentinel_kwargs``, ``min_other_sentinels`` and
+                ``force_master_ip`` go in ``redis_options``), and the same
+                with ``valkey`` in place of ``redis``; with ``cluster=True``,
+                any node of the Redis Cluster.
     :param key: the channel prefix; Node's ``key`` option (default
                 ``socket.io``), or ``channelPrefix`` in sharded mode.
     :param mode: ``'classic'`` (default: Node's ``createAdapter``,
