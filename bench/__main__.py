@@ -9,7 +9,7 @@ import os
 import sys
 import time
 
-from . import cluster, micro, report
+from . import cluster, micro, report, sharded
 from .common import BENCH_DIR, RedisServer, Results, machine
 
 WORKLOADS = {
@@ -27,6 +27,7 @@ def cluster_api(results, redis_url, impls, short):
 
 
 WORKLOADS['cluster_api'] = cluster_api
+WORKLOADS['sharded'] = sharded.run
 
 
 def parse_args(argv=None):

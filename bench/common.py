@@ -104,6 +104,16 @@ class RedisServer:
         self._log.close()
 
 
+def redis_cluster():
+    """A 3-master Redis Cluster on loopback ports (tests/topology.py's, which
+    finds a redis-server >= 7 on PATH); ``close()`` stops it."""
+    tests = os.path.join(REPO_DIR, 'tests')
+    if tests not in sys.path:
+        sys.path.append(tests)  # after everything: its modules shadow nothing
+    from topology import RedisCluster
+    return RedisCluster()
+
+
 class Peer:
     """A child process speaking JSON lines: commands on stdin, results and
     events on stdout (non-JSON lines are kept as text)."""
