@@ -245,13 +245,16 @@ def percentile(values, q):
 
 
 class Results:
-    """Appends one JSON line per measurement to ``path`` (and echoes it)."""
+    """Appends one JSON line per measurement to ``path`` (and echoes it),
+    after the ``kept`` rows of an earlier run (written, not echoed)."""
 
-    def __init__(self, path, quiet=False):
+    def __init__(self, path, quiet=False, kept=()):
         self.path = path
         self.quiet = quiet
         self.rows = []
         self._file = open(path, 'w') if path else None
+        for row in kept if self._file else ():
+            self._file.write(json.dumps(row) + '\n')
 
     def add(self, workload, impl, **values):
         row = {'workload': workload, 'impl': impl, **values}

@@ -331,6 +331,12 @@ def write(results_path, report_path=None):
         host.get('node'), host.get('redis_server')))
     out.append('- Node peers: socket.io 4.8.4, @socket.io/redis-adapter 8.3.0, '
                '@socket.io/redis-emitter 5.1.0, redis 4.7.1 (tests/package-lock.json)')
+    for later in [r for r in rows if r['workload'] == 'machine'][1:]:
+        out.append('- merged in from a later run (`--merge`): `%s`%s, load average at start '
+                   '%s; Python %s; %s' % (
+                       later.get('command'), ' (short sizes)' if later.get('short') else '',
+                       ', '.join('%.2f' % x for x in later.get('load_avg_at_start', [])),
+                       later.get('python'), later.get('redis_server')))
     timing = [r for r in rows if r['workload'] == 'timing']
     if timing:
         out.append('- wall time per workload: %s' % ', '.join(
