@@ -3,13 +3,14 @@
     .venv/bin/python -m bench                 # everything (about 15 minutes)
     .venv/bin/python -m bench --short         # the CI smoke sizes (about a minute)
     .venv/bin/python -m bench --only emitter,listener --impls ours,psio
+    .venv/bin/python -m bench --only sharded --merge   # one workload again
 """
 import argparse
 import os
 import sys
 import time
 
-from . import cluster, micro, report
+from . import cluster, micro, report, sharded
 from .common import BENCH_DIR, RedisServer, Results, machine
 
 WORKLOADS = {
@@ -27,6 +28,28 @@ def cluster_api(results, redis_url, impls, short):
 
 
 WORKLOADS['cluster_api'] = cluster_api
+WORKLOADS['sharded'] = sharded.run
+
+
+# the row kinds a workload writes, where they differ from its name
+ROWS = {'delivery': ('delivery', 'latency')}
+
+
+def kept_rows(path, only):
+    """The rows of ``path`` that re-running the workloads ``only`` does not
+    replace: their timing rows go too, and the machine row of a run all of
+    whose workloads are replaced."""
+    if not os.path.exists(path):
+        return []
+    gone = {kind for name in only for kind in ROWS.get(name, (name,))}
+
+    def kept(row):
+        if row['workload'] == 'machine':
+            return not set(row.get('workloads', WORKLOADS)) <= set(only)
+        if row['workload'] == 'timing':
+            return row['impl'] not in only
+        return row['workload'] not in gone
+    return [row for row in report.load(path) if kept(row)]
 
 
 def parse_args(argv=None):
@@ -45,6 +68,9 @@ def parse_args(argv=None):
                         'tests\' .venv Flask-SocketIO would then pick eventlet)')
     parser.add_argument('--out', default=os.path.join(BENCH_DIR, 'results', 'latest.jsonl'),
                         help='where to write the JSON lines')
+    parser.add_argument('--merge', action='store_true',
+                        help='keep the rows of --out from the workloads not run this time '
+                        '(a workload re-run into the results of a full run)')
     parser.add_argument('--no-report', action='store_true',
                         help='do not rewrite bench/REPORT.md and the plots')
     return parser.parse_args(argv)
@@ -58,8 +84,8 @@ def main(argv=None):
     if unknown:
         sys.exit('unknown workload(s): %s' % ', '.join(sorted(unknown)))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    results = Results(args.out)
-    results.add('machine', 'host', **machine(), short=args.short,
+    results = Results(args.out, kept=kept_rows(args.out, only) if args.merge else ())
+    results.add('machine', 'host', **machine(), short=args.short, workloads=only,
                 command=' '.join(['python -m bench'] + (argv if argv is not None
                                                          else sys.argv[1:])))
     redis_url = os.environ.get('REDIS_URL')

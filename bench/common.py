@@ -104,6 +104,16 @@ class RedisServer:
         self._log.close()
 
 
+def redis_cluster():
+    """A 3-master Redis Cluster on loopback ports (tests/topology.py's, which
+    finds a redis-server >= 7 on PATH); ``close()`` stops it."""
+    tests = os.path.join(REPO_DIR, 'tests')
+    if tests not in sys.path:
+        sys.path.append(tests)  # after everything: its modules shadow nothing
+    from topology import RedisCluster
+    return RedisCluster()
+
+
 class Peer:
     """A child process speaking JSON lines: commands on stdin, results and
     events on stdout (non-JSON lines are kept as text)."""
@@ -235,13 +245,16 @@ def percentile(values, q):
 
 
 class Results:
-    """Appends one JSON line per measurement to ``path`` (and echoes it)."""
+    """Appends one JSON line per measurement to ``path`` (and echoes it),
+    after the ``kept`` rows of an earlier run (written, not echoed)."""
 
-    def __init__(self, path, quiet=False):
+    def __init__(self, path, quiet=False, kept=()):
         self.path = path
         self.quiet = quiet
         self.rows = []
         self._file = open(path, 'w') if path else None
+        for row in kept if self._file else ():
+            self._file.write(json.dumps(row) + '\n')
 
     def add(self, workload, impl, **values):
         row = {'workload': workload, 'impl': impl, **values}

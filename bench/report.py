@@ -263,6 +263,94 @@ def memory_section(rows, out):
     out.append('\n![memory](plots/memory.png)\n')
 
 
+SHARDED_MODES = (('classic', 'tab:blue'), ('static', 'tab:orange'), ('dynamic', 'tab:green'))
+
+
+def _sharded_check(found, mode, wanted):
+    """'yes', or 'NO' with the servers whose received count is not ``wanted``."""
+    rows = [r for r in found if r['mode'] == mode]
+    if not rows:
+        return 'not measured'
+    off = ['server %d: %s of %s' % (r['server'], _fmt(r['received']), _fmt(r[wanted]))
+           for r in rows if r['received'] != r[wanted]]
+    return 'NO (%s)' % '; '.join(off) if off else 'yes'
+
+
+def sharded_section(rows, out):
+    found = [r for r in rows if r['workload'] == 'sharded']
+    if not found:
+        return
+    servers = sorted({r['server'] for r in found})
+    first = found[0]
+    out.append('## 7. Sharded Pub/Sub: what each server reads (issue 7)\n')
+    out.append('%d servers (`RedisManager` in the bench process, each on a stub server that '
+               'counts the packets its sockets are sent; no websockets), one socket per room, '
+               'server i hosting 2^i times as many rooms as server 0 (%d rooms, none shared). '
+               'An `Emitter` sends %s single-room broadcasts, the same number to every room. '
+               '*received* is '
+               '`stats()[\'received\']`: every message the server\'s listener read from Redis, '
+               'on all of its channels. Nothing else is published (the servers\' joins are '
+               'local, and the run makes no request), so the counts are exact, not samples. '
+               '`static` and `dynamic`: `mode=\'sharded\'` on a 3-master Redis Cluster the '
+               'workload starts (`cluster=True`); `classic`: the baseline, PSUBSCRIBE on the '
+               'bench\'s standalone Redis. Loss counts the packets a socket of a hosted room '
+               'did not get.\n' % (len(servers), first['rooms_total'],
+                                    _fmt(first['broadcasts'])))
+    out.append('| server | rooms hosted | broadcasts to its rooms (share) | received: classic '
+               '| static | dynamic | received / all broadcasts: static | dynamic '
+               '| loss (3 modes) |\n'
+               '|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+    for server in servers:
+        by_mode = {mode: _find(found, 'sharded', 'ours', mode=mode, server=server) or {}
+                   for mode, _ in SHARDED_MODES}
+        any_row = next(r for r in by_mode.values() if r)
+        out.append('| %d | %d | %s (%.1f %%) | %s | %s | %s | %s | %s | %s |' % (
+            server, any_row['rooms'], _fmt(any_row['addressed']), any_row['share'] * 100,
+            _fmt(by_mode['classic'].get('received')), _fmt(by_mode['static'].get('received')),
+            _fmt(by_mode['dynamic'].get('received')),
+            _fmt(by_mode['static'].get('received_ratio'), 3),
+            _fmt(by_mode['dynamic'].get('received_ratio'), 3),
+            sum(r.get('loss', 0) for r in by_mode.values())))
+    out.append('')
+    out.append('- dynamic: every server read exactly the broadcasts addressed to the rooms '
+               'it hosts: **%s**' % _sharded_check(found, 'dynamic', 'addressed'))
+    out.append('- static: every server read every broadcast: **%s**'
+               % _sharded_check(found, 'static', 'broadcasts'))
+    out.append('- classic: every server read every broadcast: **%s**\n'
+               % _sharded_check(found, 'classic', 'broadcasts'))
+    out.append('In `dynamic` mode a single-room broadcast goes to the room\'s own channel, '
+               'which only the servers hosting the room subscribe to, so what a server reads '
+               'grows with the rooms it hosts (here %.1f %% to %.1f %% of the traffic) instead '
+               'of with the whole cluster\'s; in `static` and classic mode each server reads '
+               'everything and drops what is not for its sockets. Broadcasts to the whole '
+               'namespace, to several rooms, with acks, or to a room named like a socket id '
+               '(20 characters) still go on the namespace channel and reach every server in '
+               'every mode; this workload sends none.\n' % (
+                   min(r['share'] for r in found) * 100, max(r['share'] for r in found) * 100))
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.2
+    series = [('broadcasts to its rooms', 'tab:gray', 'addressed', 'dynamic')] + \
+        [('received, %s' % mode, color, 'received', mode) for mode, color in SHARDED_MODES]
+    for n, (label, color, field, mode) in enumerate(series):
+        values = [(_find(found, 'sharded', 'ours', mode=mode, server=s) or {}).get(field, 0)
+                  for s in servers]
+        ax.bar([s + (n - 1.5) * width for s in servers], values, width, color=color,
+               label=label)
+    ax.set_xticks(servers)
+    ax.set_xticklabels(['server %d\nrooms: %d' % (s, _find(found, 'sharded', 'ours',
+                                                             server=s)['rooms'])
+                        for s in servers], fontsize=8)
+    ax.set_ylim(0, first['broadcasts'] * 1.3)
+    ax.set_ylabel('messages')
+    ax.set_title('Messages each server read from Redis, per mode')
+    ax.legend(fontsize=8, loc='upper left', ncol=2)
+    fig.tight_layout()
+    fig.savefig(os.path.join(PLOTS, 'sharded.png'), dpi=90)
+    plt.close(fig)
+    out.append('![sharded](plots/sharded.png)\n')
+
+
 def targets(rows):
     """(target, value, met) for each target of the issue, from this run."""
     out = []
@@ -331,6 +419,12 @@ def write(results_path, report_path=None):
         host.get('node'), host.get('redis_server')))
     out.append('- Node peers: socket.io 4.8.4, @socket.io/redis-adapter 8.3.0, '
                '@socket.io/redis-emitter 5.1.0, redis 4.7.1 (tests/package-lock.json)')
+    for later in [r for r in rows if r['workload'] == 'machine'][1:]:
+        out.append('- merged in from a later run (`--merge`): `%s`%s, load average at start '
+                   '%s; Python %s; %s' % (
+                       later.get('command'), ' (short sizes)' if later.get('short') else '',
+                       ', '.join('%.2f' % x for x in later.get('load_avg_at_start', [])),
+                       later.get('python'), later.get('redis_server')))
     timing = [r for r in rows if r['workload'] == 'timing']
     if timing:
         out.append('- wall time per workload: %s' % ', '.join(
@@ -352,7 +446,8 @@ def write(results_path, report_path=None):
     for r in lossy:
         out.append('- **%s / %s %s: lost %s of %s** (%s); last server errors: %s' % (
             r['workload'], NAMES.get(r['impl'], r['impl']),
-            ' '.join('%s=%s' % (k, r[k]) for k in ('path', 'mode', 'sweep', 'value') if k in r),
+            ' '.join('%s=%s' % (k, r[k]) for k in ('path', 'mode', 'sweep', 'value', 'server')
+                     if k in r),
             _fmt(r['loss']), _fmt(r.get('expected')), 'see the JSON line',
             '; '.join('`%s`' % e[:200] for e in r.get('server_errors', [])) or 'none logged'))
     out.append('')
@@ -361,7 +456,7 @@ def write(results_path, report_path=None):
         with open(analysis) as f:
             out.append(f.read())
     for section in (emitter_section, listener_section, delivery_section, growth_section,
-                    cluster_api_section, memory_section):
+                    cluster_api_section, memory_section, sharded_section):
         section(rows, out)
     with open(report_path, 'w') as f:
         f.write('\n'.join(out) + '\n')

@@ -1,5 +1,6 @@
 """CI smoke test of the benchmark suite: every workload runs at its short
-size against a redis-server of its own and loses nothing. No speed is asserted.
+size against a redis-server of its own and loses nothing; the sharded
+workload's message counts are checked exactly. No speed is asserted.
 """
 import os
 import sys
@@ -19,7 +20,7 @@ def test_every_workload_completes_with_no_loss(tmp_path, monkeypatch):
     done = {row['workload'] for row in rows}
     assert set(bench_main.WORKLOADS) <= done | {'cluster_api'}
     assert {'emitter', 'listener', 'delivery', 'latency', 'growth', 'memory',
-            'cluster_api'} <= done
+            'cluster_api', 'sharded'} <= done
     for impl in ('ours', 'psio', 'node'):
         assert any(row['impl'] == impl and row['workload'] == 'delivery' for row in rows)
     assert not [row for row in rows if row.get('unavailable')]
@@ -28,3 +29,11 @@ def test_every_workload_completes_with_no_loss(tmp_path, monkeypatch):
     measured = [row for row in rows if 'loss' in row]
     assert all(row['loss'] == 0 for row in measured) and len(measured) > 20
     assert out.read_text().count('\n') == len(rows)
+    # message counts are exact: in dynamic mode each server reads the broadcasts
+    # to the rooms it hosts and nothing else; in static and classic mode, all
+    sharded = [row for row in rows if row['workload'] == 'sharded']
+    assert {row['mode'] for row in sharded} == {'classic', 'static', 'dynamic'}
+    for row in sharded:
+        wanted = row['addressed'] if row['mode'] == 'dynamic' else row['broadcasts']
+        assert (row['received'], row['misdelivered']) == (wanted, 0), row
+    assert len({row['addressed'] for row in sharded}) > 1  # servers host unequal shares
