@@ -17,11 +17,11 @@ from redis.exceptions import (AskError, ClusterDownError, ClusterError,
                               SlotNotCoveredError, TryAgainError)
 
 from . import connection, envelope
-from .exceptions import ProtocolError, PublishError, SioRedisError
+from .exceptions import PublishError, SioRedisError
 from .listener import (BACKOFF_MAX, HEALTH_CHECK_INTERVAL, HEALTH_CHECK_TIMEOUT,
                        POLL_INTERVAL, Listener)
 from .publisher import Publisher, _NotSent
-from .transport import PUBLISH_ERRORS
+from .transport import PUBLISH_ERRORS, confirm, read_answers
 
 logger = logging.getLogger('sio_redis_sync')
 #: the first Redis version with sharded Pub/Sub
@@ -407,6 +407,10 @@ def _response_pubsub(publisher, channel):
     return publisher.client.pubsub(), None
 
 
+def _decode_response(data):
+    return envelope.response_of(envelope.decode_envelope(data))
+
+
 def ask_sharded(publisher, channels, uid, entry, payload, timeout, log=logger):
     """A request to a sharded cluster, answered on a short-lived SSUBSCRIBE
     of ``K#N#<uid>#`` (for processes that do not listen, like the Emitter).
@@ -427,40 +431,15 @@ def ask_sharded(publisher, channels, uid, entry, payload, timeout, log=logger):
     except _CLUSTER_RETRY as exc:
         raise PublishError(responses, exc) from exc
     try:
-        try:
-            # subscribed before counting and publishing: no answer is missed
-            pubsub.ssubscribe(responses)
-            confirmed = False
-            while not confirmed and time.monotonic() < deadline:
-                message = pubsub.get_message(timeout=deadline - time.monotonic())
-                confirmed = message is not None and message['type'] == 'ssubscribe'
-        except PUBLISH_ERRORS as exc:
-            raise PublishError(responses, exc) from exc
+        # subscribed before counting and publishing: no answer is missed
+        confirm(pubsub, 'ssubscribe', deadline, responses, responses)
         pending = entry(publisher.numsub(channels.main))
         if pending.done.is_set():
             return pending.replies
         channel, body = payload(request_id)
         publisher.publish(channel, body)
-        while not pending.done.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise pending.timed_out(timeout)
-            try:
-                message = pubsub.get_message(timeout=remaining)
-            except PUBLISH_ERRORS as exc:
-                raise PublishError(responses, exc) from exc
-            if message is None or message['type'] != 'smessage':
-                continue
-            try:
-                response = envelope.response_of(envelope.decode_envelope(
-                    message['data']))
-            except ProtocolError as exc:
-                log.warning('dropped a malformed response on %r: %s',
-                            message['channel'], exc)
-                continue
-            if response is not None and response['requestId'] == request_id:
-                pending.feed(response)
-        return pending.replies
+        return read_answers(pubsub, 'smessage', _decode_response, pending,
+                            request_id, deadline, timeout, responses, log)
     finally:
         pubsub.close()
         if client is not None:

@@ -48,38 +48,62 @@ def ask(client, publish, channels, uid, entry, payload, timeout, log=logger):
     request_id = new_request_id()
     pubsub = client.pubsub()
     try:
-        try:
-            # subscribed before counting and publishing: no answer is missed
-            pubsub.subscribe(channels.response, channels.response_for(uid))
-            confirmed = 0
-            while confirmed < 2 and time.monotonic() < deadline:
-                message = pubsub.get_message(timeout=deadline - time.monotonic())
-                if message is not None and message['type'] == 'subscribe':
-                    confirmed += 1
-        except PUBLISH_ERRORS as exc:
-            raise PublishError(channels.response, exc) from exc
+        # subscribed before counting and publishing: no answer is missed
+        confirm(pubsub, 'subscribe', deadline, channels.response,
+                channels.response, channels.response_for(uid))
         pending = entry(numsub(client, channels.request))
         if pending.done.is_set():
             return pending.replies
         publish(channels.request, payload(request_id))
-        while not pending.done.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise pending.timed_out(timeout)
-            try:
-                message = pubsub.get_message(timeout=remaining)
-            except PUBLISH_ERRORS as exc:
-                raise PublishError(channels.response, exc) from exc
-            if message is None or message['type'] != 'message':
-                continue
-            try:
-                response = protocol.decode_response(message['data'])
-            except ProtocolError as exc:
-                log.warning('dropped a malformed response on %r: %s',
-                            message['channel'], exc)
-                continue
-            if response['requestId'] == request_id:
-                pending.feed(response)
-        return pending.replies
+        return read_answers(pubsub, 'message', protocol.decode_response, pending,
+                            request_id, deadline, timeout, channels.response, log)
     finally:
         pubsub.close()
+
+
+def confirm(pubsub, kind, deadline, where, *channels):
+    """``pubsub.<kind>(*channels)`` (``subscribe`` or ``ssubscribe``), then
+    read until Redis confirmed each channel or ``deadline`` passed.
+
+    :raises sio_redis_sync.PublishError: naming ``where`` if Redis failed.
+    """
+    try:
+        getattr(pubsub, kind)(*channels)
+        confirmed = 0
+        while confirmed < len(channels) and time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=deadline - time.monotonic())
+            if message is not None and message['type'] == kind:
+                confirmed += 1
+    except PUBLISH_ERRORS as exc:
+        raise PublishError(where, exc) from exc
+
+
+def read_answers(pubsub, kind, decode, pending, request_id, deadline, timeout,
+                 where, log=logger):
+    """Feed ``pending`` the answers to ``request_id`` read on ``pubsub``
+    (messages of type ``kind``, each ``decode``-d into a response dict, or
+    None for another kind of message) until it is done.
+
+    :return: what ``pending`` collected.
+    :raises sio_redis_sync.RequestTimeout: at ``deadline``.
+    :raises sio_redis_sync.PublishError: naming ``where`` if Redis failed.
+    """
+    while not pending.done.is_set():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise pending.timed_out(timeout)
+        try:
+            message = pubsub.get_message(timeout=remaining)
+        except PUBLISH_ERRORS as exc:
+            raise PublishError(where, exc) from exc
+        if message is None or message['type'] != kind:
+            continue
+        try:
+            response = decode(message['data'])
+        except ProtocolError as exc:
+            log.warning('dropped a malformed response on %r: %s',
+                        message['channel'], exc)
+            continue
+        if response is not None and response['requestId'] == request_id:
+            pending.feed(response)
+    return pending.replies

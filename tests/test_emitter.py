@@ -1,10 +1,12 @@
 """The Emitter where users put it: shared by many threads, and created before
-a fork (Celery's prefork pool), against a real Redis subscriber.
+a fork (Celery's prefork pool), against a real Redis subscriber; and its
+requests reading past a malformed answer (classic and sharded).
 """
 import multiprocessing
 import threading
 
 import pytest
+import redis
 
 from sio_redis_sync import Emitter, protocol
 
@@ -89,3 +91,76 @@ def test_operators_are_immutable(redis_url, key):
     assert narrowed._rooms == ('a', 'b') and narrowed._except == ('c',)
     assert narrowed._flags == {'volatile': True}
     emitter.close()
+
+
+class Answerer:
+    """A stand-in server on a raw Redis connection: subscribed (``kind``
+    ``subscribe`` or ``ssubscribe``) to ``channel``, it answers the first
+    request with what ``answers(request_bytes)`` returns: ``(channel,
+    payload)`` pairs published in order."""
+
+    def __init__(self, client, kind, channel, answers):
+        self.pubsub = client.pubsub()
+        getattr(self.pubsub, kind)(channel)
+        assert self.pubsub.get_message(timeout=2)['type'] == kind
+        publish = client.publish if kind == 'subscribe' else client.spublish
+        self.thread = threading.Thread(target=self._run, args=(publish, answers),
+                                       daemon=True)
+        self.thread.start()
+
+    def _run(self, publish, answers):
+        while True:
+            message = self.pubsub.get_message(timeout=10)
+            if message is None or message['type'] in ('message', 'smessage'):
+                break
+        for channel, payload in answers(message['data']) if message else ():
+            publish(channel, payload)
+
+    def close(self):
+        self.thread.join(10)
+        self.pubsub.close()
+
+
+def test_a_malformed_answer_is_logged_and_the_request_still_completes(
+        redis_client, redis_url, key, caplog):
+    channels = protocol.Channels(key, '/')
+
+    def answers(data):
+        request_id = protocol.decode_request(data).request_id
+        return [(channels.response, b'{"not json'),
+                (channels.response, protocol.encode_response(
+                    {'requestId': request_id, 'rooms': ['r1']}))]
+    answerer = Answerer(redis_client, 'subscribe', channels.request, answers)
+    emitter = Emitter(redis_url, key=key)
+    try:
+        assert emitter.all_rooms(timeout=10) == {'r1'}
+    finally:
+        answerer.close()
+        emitter.close()
+    assert 'dropped a malformed response' in caplog.text
+
+
+def test_a_malformed_sharded_answer_is_logged_and_the_request_still_completes(key, caplog):
+    from sio_redis_sync.envelope import (MessageType, ShardedChannels, decode_envelope,
+                                         encode_envelope)
+    from topology import Standalone
+    server = Standalone()
+    channels = ShardedChannels(key, '/')
+
+    def answers(data):
+        request = decode_envelope(data)
+        request_id, reply = request.data['requestId'], channels.response_for(request.uid)
+        return [(reply, b'\x00garbage'),
+                (reply, encode_envelope(MessageType.FETCH_SOCKETS_RESPONSE, {
+                    'requestId': request_id, 'sockets': []}, 'srv', '/'))]
+    client = redis.Redis(port=server.port)
+    answerer = Answerer(client, 'ssubscribe', channels.main, answers)
+    emitter = Emitter(server.url, key=key, mode='sharded')
+    try:
+        assert emitter.fetch_sockets(timeout=10) == []
+    finally:
+        answerer.close()
+        emitter.close()
+        client.close()
+        server.close()
+    assert 'dropped a malformed response' in caplog.text
