@@ -18,8 +18,8 @@ RESUBSCRIBE_WAIT = 1.0
 # taken as the new normal (a monitoring client that left, say).
 SETTLE_AFTER = 2.0
 POLL = 0.05
-# How long after a failed publish attempt (a Redis outage, a cluster failover)
-# a room channel that reached fewer servers than last time is checked.
+# How long after a failed publish attempt (a cluster failover) a room channel
+# that reached fewer servers than last time is checked whatever the others do.
 OUTAGE_WINDOW = 30.0
 # How many room channels' last counts are kept (least recently published
 # forgotten first).
@@ -46,6 +46,9 @@ class DeliveryCheck:
         self._usual = {}
         # sharded room channel -> receivers of its last publish
         self._rooms = collections.OrderedDict()
+        # namespace channel -> its subscribers (the servers) when last read
+        # for a room channel
+        self._servers = {}
 
     def check(self, group, servers_channel, channel, receivers):
         """After a publish on ``channel`` of ``group`` reached ``receivers``.
@@ -89,15 +92,19 @@ class DeliveryCheck:
                 return
         raise PartialDelivery(channel, receivers, expected)
 
-    def check_room(self, channel, receivers, after_outage):
+    def check_room(self, channel, receivers, servers_channel, after_outage):
         """After a publish on the sharded room channel ``channel`` reached
         ``receivers`` (the servers hosting the room that are subscribed).
 
         Fewer than last time is normally a room emptied on some server, and
-        passes at once. Within :data:`OUTAGE_WINDOW` of a failed publish
-        attempt (``after_outage``) it may instead be servers subscribing
-        again on a promoted master: then, if the channel's subscribers come
-        back to the last count within the wait, they missed it.
+        passes once NUMSUB of ``servers_channel`` (the namespace's channel)
+        finds as many servers as before: listeners subscribe a namespace's
+        channel after its rooms' channels, so none is subscribing again. If
+        it finds fewer, or within :data:`OUTAGE_WINDOW` of a failed publish
+        attempt (``after_outage``: a master of a cluster was replaced), the
+        room's subscribers are waited for: if they come back to the last
+        count, they missed this publish. The first publish on a room channel
+        of a namespace reads its servers once (no wait).
 
         :raises sio_redis_sync.PartialDelivery: in that case.
         """
@@ -106,12 +113,22 @@ class DeliveryCheck:
             self._rooms[channel] = receivers
             if len(self._rooms) > ROOMS_REMEMBERED:
                 self._rooms.popitem(last=False)
-        if before is None or receivers >= before or not after_outage:
+            servers_before = self._servers.get(servers_channel)
+        if servers_before is None:
+            servers_before = self._servers[servers_channel] = \
+                self._numsub(servers_channel)
+        if before is None or receivers >= before:
+            return
+        servers = self._numsub(servers_channel)
+        if servers >= servers_before and not after_outage:
+            self._servers[servers_channel] = servers
             return
         deadline = self._clock() + self._wait
         while self._numsub(channel) < before:
             if self._clock() >= deadline:
-                return  # fewer servers host the room now
+                # fewer servers host the room now (or are there at all)
+                self._servers[servers_channel] = self._numsub(servers_channel)
+                return
             self._sleep(POLL)
         with self._lock:
             self._rooms[channel] = before

@@ -241,8 +241,10 @@ class Listener:
         missing_channels = channels - self._applied
         extra_channels = self._applied - channels
         missing_patterns = patterns - set(self._pubsub.patterns)
-        # one channel per SSUBSCRIBE: a cluster wants one slot per command
-        groups = (lambda names: [[name] for name in sorted(names)]) \
+        # one channel per SSUBSCRIBE: a cluster wants one slot per command;
+        # in reverse order, so that a namespace's channel K#N# comes after
+        # its rooms' K#N#room# (the delivery check relies on it)
+        groups = (lambda names: [[name] for name in sorted(names, reverse=True)]) \
             if self._sharded else (lambda names: [sorted(names)])
         for group in groups(missing_channels) if missing_channels else ():
             subscribe(*group)

@@ -201,7 +201,7 @@ class Publisher:
             else:
                 failed_at = self._failed_at
                 self.delivery.check_room(
-                    channel, receivers, failed_at is not None
+                    channel, receivers, channels.request, failed_at is not None
                     and time.monotonic() - failed_at < OUTAGE_WINDOW)
         except PartialDelivery as exc:
             with self._lock:

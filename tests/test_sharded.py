@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from rig import PyClient, PyServer, wait_until
-from sio_redis_sync import RedisManager, SioRedisError
+from sio_redis_sync import PartialDelivery, RedisManager, SioRedisError
 from sio_redis_sync.envelope import ShardedChannels
 from topology import RedisCluster, Standalone
 
@@ -282,3 +282,33 @@ def test_the_sharded_emitter(topology, pair_of, key):
         assert emitter.stats()['publish_failures'] == 0
     finally:
         emitter.close()
+
+
+def test_a_room_emit_right_after_an_outage_arrives_or_raises(standalone, pair_of):
+    """Redis drops every connection (a restart, as a failover looks to the
+    servers); an emit to a room made at once either reaches the other
+    server's client or raises PartialDelivery: never lost silently."""
+    from sio_redis_sync import PublishError
+    pair = pair_of((standalone.url, False, standalone))
+    admin = redis.Redis.from_url(standalone.url)
+    outcomes = []
+    try:
+        for n in range(20):
+            pair.a.sio.emit('warm', n, to='room1')   # the usual count: 2
+            pair.c2.wait_for('warm', 10, count=n + 1)
+            admin.client_kill_filter(_type='pubsub')
+            admin.client_kill_filter(_type='normal', skipme=True)
+            try:
+                pair.a.sio.emit('room', n, to='room1')
+                outcomes.append('sent')
+            except PartialDelivery:
+                outcomes.append('partial')
+            except PublishError:
+                outcomes.append('failed')
+            wait_until(lambda: all(s.manager.ready for s in pair.servers), 10)
+        sent = {n for n, outcome in enumerate(outcomes) if outcome == 'sent'}
+        wait_until(lambda: sent <= {args[0] for args in pair.c2.received('room')}, 10,
+                   message='every room emit that did not raise reached c2 (%s)' % outcomes)
+        assert 'partial' in outcomes, outcomes  # the check did fire
+    finally:
+        admin.close()
