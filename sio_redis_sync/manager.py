@@ -421,7 +421,7 @@ class RedisManager(ClusterAPI, socketio.Manager):
                 return
             if self.server is not None:
                 _check_monkey_patched(self.server.async_mode)
-            self._worker.start()
+            self._worker.enable()  # its tasks start with the first work
             listener_ = self._wire.new_listener()
             with self._lock:
                 self._listener = listener_
@@ -456,7 +456,7 @@ class RedisManager(ClusterAPI, socketio.Manager):
             if listener_ is not None:
                 listener_.stop()
                 listener_.stopped.wait(timeout)
-            self._worker.stop()
+            self._worker.stop(timeout)
             subscriber, self._subscriber = self._subscriber, None
             if subscriber is not None:
                 subscriber.connection_pool.disconnect()

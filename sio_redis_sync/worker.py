@@ -68,9 +68,10 @@ class Worker:
         self._ready = threading.Condition(self._lock)
         self._queue = collections.deque()
         self._running = False
-        self._started = False   # ever started: submit starts it lazily until
-        self._stopped = False   # stop() was called
+        self._stopped = False   # stop() was called (enable() undoes it)
+        self._alive = 0         # tasks started and not ended, all generations
         self._logged_at = None
+        self._ended = None      # notified as tasks end, while stop() waits
 
     @property
     def queued(self):
@@ -82,31 +83,39 @@ class Worker:
         """True between :meth:`start` and :meth:`stop`."""
         return self._running
 
+    def enable(self):
+        """Let the next :meth:`submit` start the tasks (after :meth:`stop`):
+        no task runs before there is work."""
+        with self._lock:
+            self._stopped = False
+
     def start(self):
         """Start the tasks (nothing if they run already)."""
         with self._lock:
             if self._running:
                 return
-            self._running = self._started = True
+            self._running = True
             self._stopped = False
             self._ready = ready = threading.Condition(self._lock)
             self._queue = queue = collections.deque()
+            self._alive += self.workers
         for _ in range(self.workers):
             self.start_task(lambda: self._run(ready, queue))
 
-    def stop(self):
-        """Stop the tasks: waiting work is dropped (not counted), each task
-        ends after the piece it runs; work submitted later is dropped until
-        :meth:`start` is called again."""
+    def stop(self, timeout=5.0):
+        """Stop the tasks and wait up to ``timeout`` seconds for them to
+        end: waiting work is dropped (not counted), each task ends after the
+        piece it runs; work submitted later is dropped until :meth:`enable`
+        or :meth:`start`."""
         with self._lock:
-            if not self._running:
-                self._stopped = True
-                return
-            self._running = False
             self._stopped = True
-            self._queue.clear()
-            self._queue.extend([_STOP] * self.workers)
-            self._ready.notify_all()
+            if self._running:
+                self._running = False
+                self._queue.clear()
+                self._queue.extend([_STOP] * self.workers)
+                self._ready.notify_all()
+            self._ended = ended = threading.Condition(self._lock)
+            ended.wait_for(lambda: self._alive <= 0, timeout)
 
     def after_fork(self):
         """In a forked child: the parent's tasks did not survive, its locks
@@ -121,7 +130,7 @@ class Worker:
 
         :return: False if the work was dropped (queue full, or stopped).
         """
-        if not self._started and not self._stopped:
+        if not self._running and not self._stopped:
             self.start()
         with self._lock:
             if self._running and len(self._queue) < self.max_queued:
@@ -142,6 +151,16 @@ class Worker:
         return False
 
     def _run(self, ready, queue):
+        try:
+            self._work(ready, queue)
+        finally:
+            with self._lock:
+                self._alive -= 1
+                ended = self._ended
+                if ended is not None:
+                    ended.notify_all()
+
+    def _work(self, ready, queue):
         while True:
             with ready:
                 while not queue:

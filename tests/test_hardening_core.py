@@ -67,15 +67,19 @@ def test_requests_with_a_paused_redis_do_not_grow_threads(own_redis, key):
 def test_close_stops_the_workers_and_initialize_starts_them_again(redis_url, key):
     before = threading.active_count()
     manager = listening(redis_url, key, workers=3)
-    assert threading.active_count() <= before + 1 + 3
+    assert threading.active_count() == before + 1     # no work, no worker yet
+    done = threading.Event()
+    assert manager._submit(done.set) and done.wait(5)
+    assert threading.active_count() == before + 1 + 3
     manager.close()
-    wait_until(lambda: threading.active_count() <= before,
-               message='workers and listener gone')
+    wait_until(lambda: threading.active_count() == before, 2,
+               message='listener and workers gone')
+    assert not manager._submit(done.set)              # closed: dropped
     manager.initialize()
     try:
-        done = threading.Event()
-        assert manager._submit(done.set)
-        assert done.wait(5)
+        again = threading.Event()
+        assert manager._submit(again.set)
+        assert again.wait(5)
     finally:
         manager.close()
 
