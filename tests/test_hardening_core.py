@@ -430,3 +430,53 @@ def test_odd_room_channels_and_unsendable_data_are_dropped_quietly(redis_url, ke
         assert not any(record.exc_info for record in caplog.records)
     finally:
         manager.close()
+
+
+# ---------------------------------------- the worker under eventlet and gevent
+
+GREEN_SCRIPT = r'''
+import sys
+mode, url, key = sys.argv[1:4]
+if mode == 'eventlet':
+    import eventlet
+    eventlet.monkey_patch()
+else:
+    from gevent import monkey
+    monkey.patch_all()
+import redis
+import socketio
+from sio_redis_sync import RedisManager, protocol
+
+manager = RedisManager(url, key=key, workers=2, max_queued=1000)
+sio = socketio.Server(async_mode=mode, client_manager=manager)
+manager.initialize()
+for _ in range(100):
+    if manager.ready:
+        break
+    sio.sleep(0.05)
+raw = redis.Redis.from_url(url)
+answers = raw.pubsub()
+answers.subscribe('%s-response#/#' % key)
+answers.get_message(timeout=5)
+for n in range(50):
+    raw.publish('%s-request#/#' % key, protocol.encode_fetch_sockets('peer', 'q%d' % n))
+got = 0
+while got < 50:
+    message = answers.get_message(timeout=5)
+    if message is None:
+        break
+    if message['type'] == 'message':
+        got += 1
+manager.close()
+print('answers', got, manager.stats()['tasks_dropped'])
+'''
+
+
+@pytest.mark.parametrize('mode', ['eventlet', 'gevent'])
+def test_the_worker_answers_under_green_threads(redis_url, key, mode):
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, '-c', GREEN_SCRIPT, mode, redis_url, key],
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONWARNINGS='ignore'))
+    assert done.stdout.split() == ['answers', '50', '0'], done.stderr[-3000:]
