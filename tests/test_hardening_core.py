@@ -339,6 +339,39 @@ def test_a_monitor_coming_and_going_never_raises_partial_delivery(redis_url, key
         manager.close()
 
 
+def test_monitors_toggling_while_a_manager_emits_never_raise(redis_url, key):
+    manager = listening(redis_url, key)
+    errors, stop = [], threading.Event()
+
+    def emit():
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                manager.emit('ev', n)
+                manager.sockets_join('r', room='nobody')
+            except Exception as exc:  # collected and asserted below
+                errors.append(exc)
+    thread = threading.Thread(target=emit)
+    thread.start()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for _ in range(4):
+            monitor = client.pubsub()
+            monitor.psubscribe(key + '*')
+            wait_until(lambda: (monitor.get_message(timeout=0.1) or {}).get('type')
+                       == 'psubscribe', message='the monitor subscribed')
+            time.sleep(0.2)
+            monitor.close()
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join(10)
+        client.close()
+        manager.close()
+    assert not errors, errors[:3]
+
+
 # ------------------------------------------------------ 18: multi-value acks
 
 @pytest.mark.parametrize('mode', ['classic', 'sharded'])
