@@ -88,6 +88,51 @@ def test_close_stops_the_workers_and_initialize_starts_them_again(redis_url, key
         manager.close()
 
 
+def test_the_worker_drops_counts_and_warns_once_when_full(caplog):
+    from sio_redis_sync.worker import Worker
+    release = threading.Event()
+    worker = Worker(workers=1, max_queued=3)
+    ran = []
+    try:
+        with caplog.at_level(logging.WARNING, logger='sio_redis_sync'):
+            assert worker.submit(release.wait, 10)      # the task holds this one
+            wait_until(lambda: worker.queued == 0, message='the task took it')
+            accepted = [worker.submit(ran.append, n) for n in range(10)]
+        assert accepted == [True] * 3 + [False] * 7
+        assert (worker.queued, worker.dropped) == (3, 7)
+        warnings_ = [r for r in caplog.records if 'dropped work' in r.getMessage()]
+        assert len(warnings_) == 1 and not warnings_[0].exc_info
+        release.set()
+        wait_until(lambda: ran == [0, 1, 2], message='the queued work ran')
+    finally:
+        release.set()
+        worker.stop()
+
+
+def test_a_failing_piece_of_work_is_logged_and_the_task_goes_on(caplog):
+    from sio_redis_sync.worker import Worker
+    worker = Worker(workers=1)
+    done = threading.Event()
+    try:
+        with caplog.at_level(logging.ERROR, logger='sio_redis_sync'):
+            worker.submit(lambda: 1 / 0)
+            worker.submit(done.set)
+            assert done.wait(5)
+        assert any('ZeroDivisionError' in r.exc_text for r in caplog.records
+                   if r.exc_text)
+    finally:
+        worker.stop()
+
+
+@pytest.mark.parametrize('options', [
+    {'workers': 0}, {'workers': True}, {'workers': 2.5}, {'max_queued': 0},
+    {'max_queued': None}])
+def test_worker_options_are_checked(options):
+    from sio_redis_sync.worker import Worker
+    with pytest.raises(ValueError):
+        Worker(**options)
+
+
 # ------------------------------------------ 2: ack lifetimes and the heap
 
 @pytest.mark.parametrize('timeout,expected', [
