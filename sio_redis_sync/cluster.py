@@ -13,35 +13,62 @@ from .requests import Acks, Replies, new_request_id
 
 # Python's strftime gives the zone's abbreviation where Node prints its name
 _JS_DATE = '%a %b %d %Y %H:%M:%S GMT%z'
+#: headers left out of the handshakes other servers see, by default
+#: (RedisManager's ``handshake_headers``)
+PRIVATE_HEADERS = frozenset(('cookie', 'authorization', 'proxy-authorization'))
 
 
-def handshake(environ, auth=None, now=None):
+def _text(environ, name, default=''):
+    value = environ.get(name)
+    return value if isinstance(value, str) else default
+
+
+def _shared(name, headers):
+    allow, names = headers
+    return (name in names) if allow else (name not in names)
+
+
+def handshake(environ, auth=None, now=None, headers=(False, PRIVATE_HEADERS)):
     """A Node-shaped ``socket.handshake`` built from a WSGI ``environ``:
     ``headers, time, address, xdomain, secure, issued, url, query, auth``.
 
+    Never raises: an ``environ`` that is not a dict, or values that are not
+    strings, give empty fields.
+
     :param now: the connection time in seconds since the epoch.
+    :param headers: which headers to keep: ``(False, names)`` all but
+                    ``names`` (default: all but :data:`PRIVATE_HEADERS`),
+                    ``(True, names)`` only ``names`` (lowercase, with ``-``).
     """
     now = time.time() if now is None else now
-    headers = {}
+    if not isinstance(environ, dict):
+        environ = {}
+    shared = {}
     for name, value in environ.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            continue
         if name.startswith('HTTP_'):
-            headers[name[5:].replace('_', '-').lower()] = value
+            name = name[5:].replace('_', '-').lower()
         elif name in ('CONTENT_TYPE', 'CONTENT_LENGTH') and value:
-            headers[name.replace('_', '-').lower()] = value
-    query_string = environ.get('QUERY_STRING', '')
+            name = name.replace('_', '-').lower()
+        else:
+            continue
+        if _shared(name, headers):
+            shared[name] = value
+    query_string = _text(environ, 'QUERY_STRING')
     query = {}
     for name, values in urllib.parse.parse_qs(
             query_string, keep_blank_values=True).items():
         query[name] = values[0] if len(values) == 1 else values
-    url = environ.get('RAW_URI') or environ.get('REQUEST_URI') or (
-        urllib.parse.quote(environ.get('PATH_INFO', '/'))
+    url = _text(environ, 'RAW_URI') or _text(environ, 'REQUEST_URI') or (
+        urllib.parse.quote(_text(environ, 'PATH_INFO', '/'))
         + ('?' + query_string if query_string else ''))
     local = time.localtime(now)
     return {
-        'headers': headers,
+        'headers': shared,
         'time': '%s (%s)' % (time.strftime(_JS_DATE, local), local.tm_zone),
-        'address': environ.get('REMOTE_ADDR', ''),
-        'xdomain': 'origin' in headers,
+        'address': _text(environ, 'REMOTE_ADDR'),
+        'xdomain': isinstance(environ.get('HTTP_ORIGIN'), str),
         'secure': environ.get('wsgi.url_scheme') == 'https',
         'issued': int(now * 1000),
         'url': url,

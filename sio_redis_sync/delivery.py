@@ -50,6 +50,10 @@ class DeliveryCheck:
         # for a room channel
         self._servers = {}
 
+    def after_fork(self):
+        """In a forked child: a new lock (a parent thread may have held it)."""
+        self._lock = threading.Lock()
+
     def check(self, group, servers_channel, channel, receivers):
         """After a publish on ``channel`` of ``group`` reached ``receivers``.
 
@@ -58,6 +62,13 @@ class DeliveryCheck:
         :raises sio_redis_sync.PartialDelivery: if fewer subscribers than
             usual received it while the missing servers were subscribing
             again (they did not get it).
+
+        Receivers that are not servers (a monitor's pattern subscription,
+        which PUBLISH counts too) may come and go: a publish that reached
+        fewer than usual yet at least as many as there are servers (NUMSUB
+        of ``servers_channel``, as many as before) reached every server,
+        and becomes the usual count at once. (A server subscribing again
+        in the very instant a monitor leaves goes unnoticed then.)
         """
         with self._lock:
             usual = self._usual.get(group)
@@ -82,6 +93,11 @@ class DeliveryCheck:
                     self._usual[group] = [receivers, servers, None]
                 return
             self._sleep(POLL)
+        if receivers >= servers:
+            # every server got it: the receivers missing were not servers
+            with self._lock:
+                self._usual[group] = [receivers, servers, None]
+            return
         with self._lock:
             if short_since is None:
                 usual[2] = short_since = now

@@ -20,7 +20,8 @@ from socketio import packet as sio_packet
 
 from . import connection, envelope, listener, protocol
 from . import wire as wires
-from .cluster import ClusterAPI, handshake
+from . import worker as workers_
+from .cluster import PRIVATE_HEADERS, ClusterAPI, handshake
 from .exceptions import ProtocolError, PublishError, SioRedisError
 from .legacy import LegacyBridge
 from .protocol import RequestType
@@ -38,6 +39,30 @@ MAX_MESSAGE_SIZE = 32 * 1024 * 1024
 # How long a callback waits for acks from clients on other servers; then it is
 # forgotten (python-socketio's call() gives up after 60 s by default).
 ACK_TTL = 60.0
+# While legacy mirror publishes fail, one error line per this many seconds.
+LOG_EVERY = 10.0
+
+
+def _ack_ttl(timeout_ms, ack_ttl):
+    """How long a remote server's ack request lives here: its ``timeout``
+    (milliseconds) if a finite positive number, never more than
+    ``ack_ttl`` seconds; ``ack_ttl`` for anything else (NaN, infinities,
+    negative, bool, strings)."""
+    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)):
+        return ack_ttl
+    try:
+        seconds = timeout_ms / 1000
+    except OverflowError:  # an int too large for a float
+        return ack_ttl
+    if not seconds > 0 or seconds != seconds or seconds == float('inf'):
+        return ack_ttl
+    return min(seconds, ack_ttl)
+
+
+def _is_decimal(room):
+    """True for an ASCII decimal string (what Node reads as a number;
+    ``'²'.isdigit()`` is True, ``int('²')`` raises)."""
+    return room.isascii() and room.isdigit()
 
 
 def _forward(members):
@@ -179,6 +204,32 @@ class RedisManager(ClusterAPI, socketio.Manager):
     :param legacy_mirror: with ``legacy_channel``, also write this server's
                           emits and room changes there, for the clients of
                           python-socketio servers still running (default).
+                          A mirror write that fails after the real publish
+                          succeeded is logged and counted
+                          (``legacy_mirror_failures`` in :meth:`stats`), not
+                          raised: the caller would retry and duplicate.
+    :param workers: how many tasks (threads, or green threads under
+                    eventlet/gevent, started with the server's
+                    ``start_background_task``) run the work that messages
+                    from Redis start: answers to other servers' requests,
+                    server-side event handlers, remote disconnects, acks and
+                    ack callbacks, client counts (default 4). The listener
+                    itself only reads, decodes and delivers to local clients.
+    :param max_queued: how many pieces of such work may wait (default 1000);
+                       more are dropped, counted (``tasks_dropped`` in
+                       :meth:`stats`) and logged once per 10 s.
+    :param handshake_headers: which HTTP headers of a client's handshake other
+                              servers see (``fetch_sockets()`` answers, and
+                              this server's own results): None (default) for
+                              every header but ``cookie``, ``authorization``
+                              and ``proxy-authorization``; or an iterable of
+                              header names (any case) to share exactly those
+                              (``()`` for none). The rest of the handshake
+                              (address, url, query, the client's ``auth``
+                              payload) and ``data`` (the python-socketio
+                              session, if it is JSON) are shared as with
+                              Node: anyone who can publish on the channels
+                              can read them.
     """
     name = 'sio_redis_sync'
 
@@ -192,8 +243,18 @@ class RedisManager(ClusterAPI, socketio.Manager):
                  health_check_interval=listener.HEALTH_CHECK_INTERVAL,
                  health_check_timeout=listener.HEALTH_CHECK_TIMEOUT,
                  mode=wires.CLASSIC, subscription_mode=envelope.DYNAMIC,
-                 cluster=False, legacy_channel=None, legacy_mirror=True):
+                 cluster=False, legacy_channel=None, legacy_mirror=True,
+                 workers=workers_.WORKERS, max_queued=workers_.MAX_QUEUED,
+                 handshake_headers=None):
         super().__init__()
+        if handshake_headers is None:
+            self._header_filter = (False, PRIVATE_HEADERS)   # deny-list
+        else:
+            if isinstance(handshake_headers, str):
+                raise ValueError('handshake_headers is an iterable of header '
+                                 'names, not a string')
+            self._header_filter = (True, frozenset(
+                name.lower() for name in handshake_headers))  # allow-list
         if mode == wires.CLASSIC:
             if cluster:
                 raise ValueError("a Redis Cluster needs mode='sharded'")
@@ -229,14 +290,18 @@ class RedisManager(ClusterAPI, socketio.Manager):
             # its own, and a listener of the parent's did not survive the fork
             manager = ref()
             if manager is not None:
-                manager.uid = manager.host_id = secrets.token_urlsafe(9)
-                manager._lock = threading.RLock()  # a parent thread's hold
-                manager._listener = manager._subscriber = None
-                manager._routes = {}
-                manager._wire.forget_rooms()
+                manager._after_fork()
         if hasattr(os, 'register_at_fork'):
             os.register_at_fork(after_in_child=renew_after_fork)
         self._lock = threading.RLock()
+        # initialize() and close(), one at a time
+        self._lifecycle = threading.RLock()
+        self._closed = False  # close() was called, initialize() was not since
+        self._mirror_lock = threading.Lock()
+        self._mirror_failures = 0
+        self._mirror_logged_at = None
+        self._worker = workers_.Worker(self._start_task, workers, max_queued,
+                                       log=self._log)
         self._publisher = self._wire.new_publisher(
             url, self.redis_options, max_connections=max_connections,
             timeout=publish_timeout, retries=publish_retries, log=self._log,
@@ -267,6 +332,7 @@ class RedisManager(ClusterAPI, socketio.Manager):
         self._handshakes = {}       # (namespace, sid) -> Node-shaped handshake
         self._auth = {}             # (eio_sid, namespace) -> auth, while connecting
         self._ack_deadlines = []    # heap of (deadline, sid, ack id)
+        self._deadlines_stale = 0   # of them, callbacks already gone
         self._received = 0           # written by the listener task only
         self._dropped_malformed = 0  # idem
         self._last_message = None    # idem (time.monotonic())
@@ -293,60 +359,108 @@ class RedisManager(ClusterAPI, socketio.Manager):
         server._handle_connect = handle_connect
 
     def _spawn(self, target, *args):
-        """Run ``target(*args)`` in a background task of the server (a thread
-        or a green thread), so that it never holds up the listener."""
+        """Run ``target(*args)`` in a task of its own (a thread or a green
+        thread): for what the application starts (a server-side call's
+        callback) and the listeners of a Redis Cluster's nodes. Work started
+        by a message from Redis goes to :meth:`_submit` instead."""
         if self.server is not None:
             self.server.start_background_task(target, *args)
         else:
             threading.Thread(target=target, args=args, daemon=True).start()
 
+    def _start_task(self, target):
+        # how the worker starts its tasks: the server's kind of task, or a
+        # thread when there is no server (yet)
+        if self.server is not None:
+            self.server.start_background_task(target)
+        else:
+            workers_.thread_starter(target)
+
+    def _submit(self, function, *args):
+        """Run ``function(*args)`` on this manager's bounded worker (work
+        started by a message from Redis); False if it was dropped."""
+        return self._worker.submit(function, *args)
+
+    def _after_fork(self):
+        """In a forked child (gunicorn --preload, Celery prefork): a server
+        of its own. No thread of the parent survived, so every lock is new
+        (one a parent thread held would stay held), the listener and the
+        worker are gone (the child's initialize() starts its own), and what
+        the parent waited for is not the child's."""
+        self.uid = self.host_id = secrets.token_urlsafe(9)
+        self._lock = threading.RLock()
+        self._lifecycle = threading.RLock()
+        self._mirror_lock = threading.Lock()
+        self._listener = self._subscriber = None
+        self._routes = {}
+        self._wire.after_fork()
+        self._worker.after_fork()
+        self._pending.after_fork()
+        publisher = self._publisher
+        publisher_after_fork = getattr(publisher, 'after_fork', None)
+        if publisher_after_fork is not None:
+            publisher_after_fork()
+        delivery = getattr(publisher, 'delivery', None)
+        if delivery is not None:
+            delivery.after_fork()
+
     def initialize(self):
-        """Start listening (called by the server on its first connection).
+        """Start listening (called by the server on its first connection;
+        call it again after :meth:`close` to listen again).
 
         Waits up to a few seconds for the subscriptions to be confirmed so
         that nothing published right after the first connection is missed.
         """
-        super().initialize()
-        if not self._server_checked:
-            self._wire.check_server()
-            self._server_checked = True
-        if self.write_only or self._listener is not None:
-            return
-        if self.server is not None:
-            _check_monkey_patched(self.server.async_mode)
-        self._listener = self._wire.new_listener()
-        for namespace in self._known_namespaces():
-            self._subscribe(namespace)
-        if self._legacy is not None:
-            self._routes[self._legacy.channel_bytes] = (self._legacy.on_message, None)
-            self._listener.subscribe(channels=[self._legacy.channel])
-        if self.server is not None:
-            self.server.start_background_task(self._listener.run)
-        else:
-            threading.Thread(target=self._listener.run, daemon=True).start()
-        if not self._listener.settled.wait(READY_TIMEOUT) or \
-                not self._listener.ready.is_set():
-            self._log.warning('not subscribed to Redis yet; other servers '
-                              'cannot reach this one until it is')
+        with self._lifecycle:
+            super().initialize()
+            if not self._server_checked:
+                self._wire.check_server()
+                self._server_checked = True
+            self._closed = False
+            if self.write_only or self._listener is not None:
+                return
+            if self.server is not None:
+                _check_monkey_patched(self.server.async_mode)
+            self._worker.enable()  # its tasks start with the first work
+            listener_ = self._wire.new_listener()
+            with self._lock:
+                self._listener = listener_
+            for namespace in self._known_namespaces():
+                self._subscribe(namespace)
+            if self._legacy is not None:
+                self._routes[self._legacy.channel_bytes] = (
+                    self._legacy.on_message, None)
+                listener_.subscribe(channels=[self._legacy.channel])
+            if self.server is not None:
+                self.server.start_background_task(listener_.run)
+            else:
+                threading.Thread(target=listener_.run, daemon=True).start()
+            if not listener_.settled.wait(READY_TIMEOUT) or \
+                    not listener_.ready.is_set():
+                self._log.warning('not subscribed to Redis yet; other servers '
+                                  'cannot reach this one until it is')
 
     def close(self, timeout=5.0):
         """Stop the listener (within 0.25 s, unless it is connecting to an
-        unresponsive Redis: then within ``health_check_timeout``) and release
-        every Redis connection.
+        unresponsive Redis: then within ``health_check_timeout``) and the
+        worker's tasks, and release every Redis connection.
 
-        The manager can listen again with :meth:`initialize`.
+        Nothing listens again until :meth:`initialize` is called.
         """
-        with self._lock:
-            listener, self._listener = self._listener, None
-            self._routes.clear()
-            self._wire.forget_rooms()
-        if listener is not None:
-            listener.stop()
-            listener.stopped.wait(timeout)
-        subscriber, self._subscriber = self._subscriber, None
-        if subscriber is not None:
-            subscriber.connection_pool.disconnect()
-        self._publisher.close()
+        with self._lifecycle:
+            self._closed = True
+            with self._lock:
+                listener_, self._listener = self._listener, None
+                self._routes.clear()
+                self._wire.forget_rooms()
+            if listener_ is not None:
+                listener_.stop()
+                listener_.stopped.wait(timeout)
+            self._worker.stop(timeout)
+            subscriber, self._subscriber = self._subscriber, None
+            if subscriber is not None:
+                subscriber.connection_pool.disconnect()
+            self._publisher.close()
 
     @property
     def ready(self):
@@ -377,8 +491,20 @@ class RedisManager(ClusterAPI, socketio.Manager):
           publisher pool and listener together (also given apart as
           ``publisher_connections_opened`` and
           ``subscriber_connections_opened``); ``max_connections``: the
-          publisher pool's cap.
+          publisher pool's cap;
+        - ``pending_acks``: callbacks waiting for a client's ack (of this
+          server's clients, for any server); ``pending_requests``: requests
+          of this server waiting for other servers' answers or acks;
+        - ``tasks_queued``: work from Redis waiting for the worker;
+          ``tasks_dropped``: work dropped because the queue was full (see
+          ``max_queued``) or the manager closed;
+        - ``legacy_mirror_failures``: legacy mirror writes that failed after
+          the real publish succeeded (see ``legacy_mirror``).
         """
+        with self._lock:
+            self._expire_acks(time.monotonic())
+            pending_acks = sum(len(acks) - (0 in acks)
+                               for acks in self.callbacks.values())
         listener_ = self._listener
         channels, patterns = listener_.subscriptions() if listener_ else ([], [])
         last = self._last_message
@@ -403,6 +529,11 @@ class RedisManager(ClusterAPI, socketio.Manager):
             'publisher_connections_opened': pub_opened,
             'subscriber_connections_opened': sub_opened,
             'max_connections': publisher.max_connections,
+            'pending_acks': pending_acks,
+            'pending_requests': len(self._pending),
+            'tasks_queued': self._worker.queued,
+            'tasks_dropped': self._worker.dropped,
+            'legacy_mirror_failures': self._mirror_failures,
         }
 
     def _known_namespaces(self):
@@ -453,8 +584,26 @@ class RedisManager(ClusterAPI, socketio.Manager):
         raises PartialDelivery."""
         sent = self._publisher.publish(channel, payload, channels)
         if self._legacy is not None:
-            self._legacy.mirror(channel, payload)
+            try:
+                self._legacy.mirror(channel, payload)
+            except PublishError as exc:
+                # the real publish succeeded: raising would make the caller
+                # publish it again
+                self._mirror_failed(exc)
         return sent
+
+    def _mirror_failed(self, exc):
+        now = time.monotonic()
+        with self._mirror_lock:
+            self._mirror_failures += 1
+            logged = self._mirror_logged_at
+            if logged is not None and now - logged < LOG_EVERY:
+                return
+            self._mirror_logged_at = now
+            failures = self._mirror_failures
+        self._log.error('legacy mirror write failed (%s); the message itself '
+                        'was published (%d mirror failures so far)', exc,
+                        failures)
 
 
     # ------------------------------------------- room bookkeeping, locked
@@ -471,9 +620,11 @@ class RedisManager(ClusterAPI, socketio.Manager):
         server = self.server
         if sid is not None and server is not None:
             eio_sid = self.eio_sid_from_sid(sid, namespace)
+            environ = getattr(server, 'environ', None)
             self._handshakes[(namespace, sid)] = handshake(
-                server.environ.get(eio_sid, {}),
-                self._auth.get((eio_sid, namespace)))
+                environ.get(eio_sid) if isinstance(environ, dict) else None,
+                self._auth.get((eio_sid, namespace)),
+                headers=self._header_filter)
         return sid
 
     def pre_disconnect(self, sid, namespace):
@@ -483,12 +634,17 @@ class RedisManager(ClusterAPI, socketio.Manager):
     def basic_disconnect(self, sid, namespace, **kwargs):
         self._handshakes.pop((namespace, sid), None)
         with self._lock:
-            return super().basic_disconnect(sid, namespace, **kwargs)
+            acks = self.callbacks.get(sid)
+            gone = len(acks) - (0 in acks) if acks else 0
+            result = super().basic_disconnect(sid, namespace, **kwargs)
+            if gone and sid not in self.callbacks:
+                self._acks_gone(gone)
+            return result
 
     def _handshake_of(self, sid, namespace):
         found = self._handshakes.get((namespace, sid))
         if found is None:  # connected before this manager kept handshakes
-            found = handshake({})
+            found = handshake({}, headers=self._header_filter)
         return found
 
     def basic_enter_room(self, sid, namespace, room, eio_sid=None):
@@ -569,15 +725,24 @@ class RedisManager(ClusterAPI, socketio.Manager):
 
         Delivers to this server's clients first, then publishes for the
         others. With a ``callback``, every client's ack reaches it, wherever
-        the client is (from other servers, only the first ack argument
-        travels, as with Node); a callback that expects one ack (a single
-        target not on this server) is dropped after it, others after
-        ``ACK_TTL`` seconds.
+        the client is, with every value the client acked (as for a local
+        client; Node servers only send the first); a callback that expects
+        one ack (a single target not on this server) is dropped after it,
+        others after ``ack_ttl`` seconds.
+
+        With a ``callback``, the first call starts the listener if the server
+        did not yet. During an outage (the listener is reconnecting) the call
+        does not wait for it: local clients get the event, then Redis's
+        refusal raises :class:`~sio_redis_sync.PublishError`; acks that other
+        servers send before the listener is subscribed again are lost.
 
         :raises TypeError: if ``data`` cannot be sent (checked before anything
                            is delivered).
         :raises sio_redis_sync.PublishError: if Redis refused the message (this
                                              server's clients have it).
+        :raises sio_redis_sync.SioRedisError: with a ``callback``, after
+                                               :meth:`close` (until
+                                               :meth:`initialize`).
         """
         namespace = namespace or '/'
         rooms = protocol.unique_rooms(protocol.as_rooms(to or room))
@@ -599,7 +764,7 @@ class RedisManager(ClusterAPI, socketio.Manager):
             message = self._wire.emit_request(namespace, request_id, data,
                                               rooms, skip, flags)
             self._pending.add(request_id,
-                              AckCallback(callback, single, self._spawn),
+                              AckCallback(callback, single, self._submit),
                               self.ack_ttl)
         self._deliver(namespace, data, targets, callback)
         try:
@@ -610,19 +775,42 @@ class RedisManager(ClusterAPI, socketio.Manager):
             raise
 
     def _listen_for_responses(self, namespace):
-        """Make sure answers from other servers reach this manager: start the
-        listener if needed and wait until ``namespace`` is subscribed."""
+        """Make sure answers from other servers can reach this manager.
+
+        The first time (the server did not start the listener yet) it is
+        started, as python-socketio's first connection would. A namespace
+        subscribed just now is waited for (up to :data:`READY_TIMEOUT`)
+        only if the listener was subscribed a moment before (Redis answers
+        the subscription in a round trip); while it is reconnecting nothing
+        is waited for: the publish that follows tells the caller whether
+        Redis is there (:class:`~sio_redis_sync.PublishError` if not).
+
+        :raises sio_redis_sync.SioRedisError: after :meth:`close`, until
+                                               :meth:`initialize` is called
+                                               again (no listener is
+                                               restarted behind the user's
+                                               back).
+        """
         if self.write_only:
             raise RuntimeError('a write_only RedisManager never hears acks or '
                                'answers: emit without a callback, or use a '
                                'listening manager')
-        if self._listener is None:
-            self.initialize()
+        listener_ = self._listener
+        if listener_ is None:
+            with self._lifecycle:
+                if self._closed:
+                    raise SioRedisError(
+                        'this RedisManager is closed: call initialize() to '
+                        'listen again before asking other servers')
+                if self._listener is None:
+                    self.initialize()
+                listener_ = self._listener
+            if listener_ is None:
+                raise SioRedisError('this RedisManager is not listening')
+        was_ready = listener_.ready.is_set()
         self._subscribe(namespace)
-        listener = self._listener
-        if listener is None or not listener.ready.wait(READY_TIMEOUT):
-            raise SioRedisError('not subscribed to Redis: answers from other '
-                                'servers could not be received')
+        if was_ready and not listener_.ready.is_set():
+            listener_.ready.wait(READY_TIMEOUT)
 
     def _deliver(self, namespace, data, targets, callback=None, ttl=None):
         """Send an event to the local sockets ``targets`` ({sid: eio_sid}).
@@ -664,16 +852,33 @@ class RedisManager(ClusterAPI, socketio.Manager):
                 now + (self.ack_ttl if ttl is None else ttl), sid, ack_id))
         return ack_id
 
+    def _acks_gone(self, count):
+        """``count`` callbacks left before their deadline (answered,
+        forgotten, or their client left): once such stale deadlines outnumber
+        the live ones, the heap is rebuilt without them (under the lock;
+        amortized constant), so it never holds more than twice the pending
+        callbacks (+64)."""
+        self._deadlines_stale += count
+        if 2 * self._deadlines_stale > len(self._ack_deadlines) + 64:
+            callbacks = self.callbacks
+            self._ack_deadlines = [entry for entry in self._ack_deadlines
+                                   if entry[2] in callbacks.get(entry[1], ())]
+            heapq.heapify(self._ack_deadlines)
+            self._deadlines_stale = 0
+
     def _expire_acks(self, now):
         deadlines = self._ack_deadlines
         while deadlines and deadlines[0][0] <= now:
             _, sid, ack_id = heapq.heappop(deadlines)
-            self._forget_ack(sid, ack_id)
+            if self.callbacks.get(sid, {}).pop(ack_id, None) is None:
+                # a stale deadline left the heap
+                self._deadlines_stale = max(self._deadlines_stale - 1, 0)
 
     def _forget_ack(self, sid, ack_id):
         # python-socketio's id counter (key 0) stays: a late ack must never
         # meet a new callback under a reused id
-        self.callbacks.get(sid, {}).pop(ack_id, None)
+        if self.callbacks.get(sid, {}).pop(ack_id, None) is not None:
+            self._acks_gone(1)
 
     def _forget_acks(self, ack_ids):
         """Drop the callbacks of ``{sid: ack id}`` (their request is over)."""
@@ -685,6 +890,8 @@ class RedisManager(ClusterAPI, socketio.Manager):
         with self._lock:
             self._expire_acks(time.monotonic())
             callback = self.callbacks.get(sid, {}).pop(id, None)
+            if callback is not None:
+                self._acks_gone(1)
         if callback is None:
             self._log.warning('Unknown callback received, ignoring.')
             return
@@ -761,13 +968,30 @@ class RedisManager(ClusterAPI, socketio.Manager):
             self._log.debug('ignoring a broadcast for %r on %r',
                             message.nsp, channel)
             return
-        self._deliver(namespace, message.data,
-                      self._select(namespace, message.rooms, message.except_))
+        self._deliver_remote(namespace, message.data,
+                             self._select(namespace, message.rooms, message.except_))
+
+    def _deliver_remote(self, namespace, data, targets, callback=None,
+                        ttl=None):
+        """:meth:`_deliver` of an event from Redis: data that cannot be
+        encoded for a client (a bytes map key, say) is a malformed message.
+
+        :raises ProtocolError: then, before anything is delivered.
+        """
+        if not targets:
+            return {}
+        try:
+            if callback is not None:  # _deliver encodes per client: check first
+                _event_packets(self.server.packet_class, namespace, data)
+            return self._deliver(namespace, data, targets, callback, ttl)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ProtocolError('event data cannot be sent to a client (%s: %s)'
+                                % (type(exc).__name__, exc)) from None
 
     def _has_room(self, namespace, room):
         ns = self.rooms.get(namespace, {})
         # Node also looks numeric room names up as numbers
-        return room in ns or (room.isdigit() and int(room) in ns)
+        return room in ns or (_is_decimal(room) and int(room) in ns)
 
     def _on_request(self, namespace, channel, data):
         request = protocol.decode_request(data)
@@ -780,9 +1004,9 @@ class RedisManager(ClusterAPI, socketio.Manager):
         if handler is not None:
             handler(namespace, request)
         else:
-            self._spawn(self._answer_request,
-                        self._background_requests[request.type], namespace,
-                        request)
+            self._submit(self._answer_request,
+                         self._background_requests[request.type], namespace,
+                         request)
 
     def _on_envelope(self, namespace, channel, data):
         """A sharded message (any channel of the namespace): a broadcast,
@@ -797,7 +1021,7 @@ class RedisManager(ClusterAPI, socketio.Manager):
         if message.type == envelope.MessageType.BROADCAST and \
                 message.data.get('requestId') is None:
             broadcast = envelope.broadcast_of(message)
-            self._deliver(namespace, broadcast.data, self._select(
+            self._deliver_remote(namespace, broadcast.data, self._select(
                 namespace, broadcast.rooms, broadcast.except_))
             return
         request = envelope.request_of(message)
@@ -806,14 +1030,27 @@ class RedisManager(ClusterAPI, socketio.Manager):
             return
         response = envelope.response_of(message)
         if response is not None:
+            if message.type == envelope.MessageType.BROADCAST_ACK and \
+                    wires.ACK_ARGS in message.data:
+                # every value of a Python peer's client ack (Node ignores it)
+                response[wires.ACK_ARGS] = message.data[wires.ACK_ARGS]
             self._pending.feed(response['requestId'], response)
         # heartbeats and ADAPTER_CLOSE: other adapters' business
 
     def _answer_request(self, handler, namespace, request):
+        # on the worker
         try:
             handler(namespace, request)
         except PublishError:
             pass  # logged and counted by _publish; the requester times out
+
+    def _send_quietly(self, message):
+        """Publish on the worker, for another server: a failure is logged
+        and counted by the publisher; that server times out."""
+        try:
+            self._send(message)
+        except PublishError:
+            pass
 
     def _on_response(self, namespace, channel, data):
         response = protocol.decode_response(data)
@@ -824,23 +1061,27 @@ class RedisManager(ClusterAPI, socketio.Manager):
         """BROADCAST (7) from another server: deliver with a callback per
         client, count them, then send each ack back as it comes."""
         targets = self._select(namespace, request.rooms, request.except_)
-        self._send(self._wire.answer(namespace, request, 'client_count',
-                                     len(targets)))
-        timeout = request.flags.get('timeout')
-        self._deliver(namespace, request.packet['data'], targets,
-                      functools.partial(self._send_ack, namespace, request),
-                      ttl=timeout / 1000 if isinstance(timeout, (int, float))
-                      and timeout > 0 else None)
+        # deliver first: a count that cannot be published must not cost the
+        # local clients their event; the publish is the worker's
+        self._deliver_remote(
+            namespace, request.packet['data'], targets,
+            functools.partial(self._send_ack, namespace, request),
+            ttl=_ack_ttl(request.flags.get('timeout'), self.ack_ttl))
+        self._submit(self._send_quietly, self._wire.answer(
+            namespace, request, 'client_count', len(targets)))
 
     def _send_ack(self, namespace, request, *args):
-        self._send(self._wire.answer(namespace, request, 'ack',
-                                     args[0] if args else None))
+        # a local client acked another server's broadcast: every value
+        # travels (Node's peers read the first)
+        self._submit(self._send_quietly, self._wire.answer(
+            namespace, request, 'ack', list(args)))
 
     def _answer_legacy(self, namespace, request):
         if request.request_id is not None:
-            self._publish(self._channels_of(namespace).response,
-                          protocol.encode_response(
-                              {'requestId': request.request_id}))
+            self._submit(self._send_quietly, (
+                self._channels_of(namespace).response,
+                protocol.encode_response({'requestId': request.request_id}),
+                None))
 
     def _on_remote_join(self, namespace, request):
         self._apply_to_rooms(namespace, request, self.basic_enter_room)
@@ -881,10 +1122,10 @@ class RedisManager(ClusterAPI, socketio.Manager):
         else:
             targets = self._select(namespace, request.rooms, request.except_)
         if targets and self.server is not None:
-            # the application's disconnect handlers run in their own task, so
-            # a slow one cannot stall the listener
-            self.server.start_background_task(
-                self._disconnect_local, namespace, targets, request.close)
+            # the application's disconnect handlers run on the worker, so a
+            # slow one cannot stall the listener
+            self._submit(self._disconnect_local, namespace, targets,
+                         request.close)
 
     def _disconnect_local(self, namespace, targets, close):
         for sid, eio_sid in targets.items():

@@ -100,11 +100,18 @@ class Acks:
         return self.done.is_set()
 
     def feed(self, response):
-        """Take a client count or an ack; True once the broadcast is complete."""
+        """Take a client count or an ack; True once the broadcast is complete.
+
+        A ``clientCount`` that is not a non-negative int (a bool, a negative
+        or fractional number, a string, missing) counts the server with 0
+        clients: malformed, yet an answer (as Node counts it).
+        """
         kind = response.get('type')
         if kind == RequestType.BROADCAST_CLIENT_COUNT:
             count = response.get('clientCount')
-            return self.add_count(count if isinstance(count, int) else 0)
+            valid = isinstance(count, int) and not isinstance(count, bool) \
+                and count >= 0
+            return self.add_count(count if valid else 0)
         if kind == RequestType.BROADCAST_ACK:
             return self.add_ack(response.get('packet'))
         return self.done.is_set()
@@ -127,10 +134,21 @@ class Acks:
                 self.servers, acks=(len(self.replies), self.clients))
 
 
+def ack_values(response, field='args'):
+    """Every value of one client's ack in a BROADCAST_ACK: the list in
+    ``field`` (sent by Python servers), else Node's ``packet`` alone."""
+    values = response.get(field)
+    if isinstance(values, list):
+        return values
+    return [response.get('packet')]
+
+
 class AckCallback:
     """python-socketio's ``emit(..., callback=cb)`` for clients of other
-    servers: ``cb(ack)`` for each ack, run through ``spawn`` so that the
-    application's code never runs on the listener thread.
+    servers: ``cb(*values)`` for each client's ack (every value it acked
+    when its server is a Python one, the first from Node servers), run
+    through ``spawn`` (the manager's worker) so that the application's code
+    never runs on the listener thread.
 
     :param single: the emit targets one client: done after its ack.
     """
@@ -143,7 +161,7 @@ class AckCallback:
     def feed(self, response):
         if response.get('type') != RequestType.BROADCAST_ACK:
             return False
-        self.spawn(self.callback, response.get('packet'))
+        self.spawn(self.callback, *ack_values(response))
         return self.single
 
 
@@ -159,6 +177,13 @@ class PendingRequests:
         self._lock = threading.Lock()
         self._entries = {}    # request id -> entry
         self._deadlines = []  # heap of (deadline, request id)
+
+    def after_fork(self):
+        """In a forked child: a new lock (a parent thread may have held
+        it), and nothing pending (the parent's waiters are not here)."""
+        self._lock = threading.Lock()
+        self._entries = {}
+        self._deadlines = []
 
     def add(self, request_id, entry, ttl):
         """Keep ``entry`` for ``ttl`` seconds at most."""

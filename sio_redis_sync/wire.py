@@ -18,6 +18,22 @@ from .sharded import (ClusterListener, ClusterPublisher, ShardedPublisher,
 #: the values of RedisManager's ``mode``
 CLASSIC = 'classic'
 SHARDED = 'sharded'
+#: the field of a BROADCAST_ACK that carries every value a client acked,
+#: between Python servers (Node's ``packet`` carries the first; Node ignores
+#: unknown fields)
+ACK_ARGS = 'args'
+
+
+def _ack_fields(args):
+    """``(packet, args)`` of one client's ack values ``args`` (a list)."""
+    return (args[0] if args else None), list(args)
+
+
+def _encode_classic_ack(request_id, args):
+    packet, args = _ack_fields(args)
+    return protocol.dumps_msgpack({
+        'type': protocol.RequestType.BROADCAST_ACK.value,
+        'requestId': request_id, 'packet': packet, ACK_ARGS: args})
 
 
 class ClassicWire:
@@ -70,6 +86,9 @@ class ClassicWire:
     def forget_rooms(self):
         """Nothing: no room has a subscription of its own."""
 
+    def after_fork(self):
+        """In a forked child: nothing of the wire's own to renew."""
+
     def server_count(self, namespace):
         return self.m._publisher.numsub(self.m._channels_of(namespace).request)
 
@@ -116,7 +135,8 @@ class ClassicWire:
 
     def answer(self, namespace, request, kind, value):
         """The answer ``kind`` (``sockets``, ``rooms``, ``sids``,
-        ``server_side_emit``, ``client_count``, ``ack``) to ``request``."""
+        ``server_side_emit``, ``client_count``, ``ack``) to ``request``;
+        ``ack``'s value is the list of every value the client acked."""
         channel = self.m._channels_of(namespace).response
         return channel, _CLASSIC_ANSWERS[kind](request.request_id, value), None
 
@@ -133,7 +153,7 @@ _CLASSIC_ANSWERS = {
         'type': protocol.RequestType.SERVER_SIDE_EMIT.value,
         'requestId': request_id, 'data': value}),
     'client_count': protocol.encode_client_count,
-    'ack': protocol.encode_broadcast_ack,
+    'ack': _encode_classic_ack,
 }
 _SHARDED_ANSWERS = {
     'sockets': MessageType.FETCH_SOCKETS_RESPONSE,
@@ -301,10 +321,19 @@ class ShardedWire(ClassicWire):
                             'sharded adapter has no such request')
 
     def answer(self, namespace, request, kind, value):
+        extra = None
+        if kind == 'ack':
+            value, extra = _ack_fields(value)
         kind = _SHARDED_ANSWERS[kind]
         channels = self.m._channels_of(namespace)
+        data = envelope.response_data(kind, request.request_id, value)
+        if extra is not None:
+            data[ACK_ARGS] = extra
         return (channels.response_for(request.uid),
-                envelope.encode_envelope(
-                    kind, envelope.response_data(kind, request.request_id, value),
-                    self.m.uid, namespace),
+                envelope.encode_envelope(kind, data, self.m.uid, namespace),
                 None)
+
+    def after_fork(self):
+        """In a forked child: a new room lock, no room subscribed."""
+        self._room_lock = threading.Lock()
+        self._rooms = {}
