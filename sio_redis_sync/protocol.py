@@ -660,6 +660,7 @@ def _check_type(value):
     if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
         raise ProtocolError('response type must be an integer, got %s'
                             % quote(value))
+    return value
 
 
 def _check_client_count(value):
@@ -667,12 +668,25 @@ def _check_client_count(value):
             or not 0 <= value <= MAX_CLIENT_COUNT:
         raise ProtocolError('clientCount must be an integer from 0 to %d, got %s'
                             % (MAX_CLIENT_COUNT, quote(value)))
+    return value
 
 
 def _check_packets(value):
     if not isinstance(value, list):
         raise ProtocolError('packets (every value of an ack) must be an '
                             'array, got %s' % type(value).__name__)
+    return value
+
+
+def _answered_rooms(value, what):
+    """An answer's rooms: an array; rooms that are not a str or an int (a
+    peer's local room of another type) are left out, not the whole answer."""
+    if not isinstance(value, list):
+        raise ProtocolError('%s must be an array, got %s'
+                            % (what, type(value).__name__))
+    if all(_is_room(room) for room in value):
+        return value
+    return [room for room in value if _is_room(room)]
 
 
 def _check_sockets(value):
@@ -686,15 +700,18 @@ def _check_sockets(value):
         if not isinstance(socket, dict) or not isinstance(socket.get('id'), str):
             raise ProtocolError('sockets must hold sids or {id, handshake, '
                                 'rooms, data} maps with a string id')
-        _room_list(socket.get('rooms'), 'socket rooms')
+        if socket.get('rooms') is not None:
+            socket['rooms'] = _answered_rooms(socket['rooms'], 'socket rooms')
         _dict(socket.get('handshake'), 'socket handshake')
+    return value
 
 
+# field -> its check, which returns the value to keep
 _RESPONSE_CHECKS = (
     ('type', _check_type),
     ('clientCount', _check_client_count),
     ('packets', _check_packets),
-    ('rooms', lambda value: _room_list(value, 'rooms')),
+    ('rooms', lambda value: _answered_rooms(value, 'rooms')),
     ('sockets', _check_sockets),
 )
 
@@ -703,13 +720,16 @@ def check_response(response: dict) -> dict:
     """``response`` (a map with a string ``requestId``) if its known fields
     are well-formed: ``type`` an integer, ``clientCount`` an integer from 0
     to :data:`MAX_CLIENT_COUNT` (required by BROADCAST_CLIENT_COUNT),
-    ``packets`` an array, ``rooms`` rooms, ``sockets`` sids or socket maps.
+    ``packets`` an array, ``rooms`` an array, ``sockets`` an array of sids
+    or of socket maps with a string ``id``, an array ``rooms`` and a map
+    ``handshake``. Rooms that are not a str or an int are left out of the
+    arrays (a peer's local room of another type must not void its answer).
 
     :raises ProtocolError: if one is not.
     """
     for name, check in _RESPONSE_CHECKS:
         if name in response:
-            check(response[name])
+            response[name] = check(response[name])
     if response.get('type') == RequestType.BROADCAST_CLIENT_COUNT \
             and 'clientCount' not in response:
         raise ProtocolError('BROADCAST_CLIENT_COUNT without a clientCount')

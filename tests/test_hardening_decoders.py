@@ -321,13 +321,10 @@ def test_packets_must_be_a_list(packets):
 
 @pytest.mark.parametrize('response', [
     {'requestId': 'r', 'rooms': 'room'},
-    {'requestId': 'r', 'rooms': [None]},
-    {'requestId': 'r', 'rooms': [True]},
     {'requestId': 'r', 'sockets': 5},
     {'requestId': 'r', 'sockets': [None]},
     {'requestId': 'r', 'sockets': [{'id': 5}]},
     {'requestId': 'r', 'sockets': [{'id': 's', 'rooms': 5}]},
-    {'requestId': 'r', 'sockets': [{'id': 's', 'rooms': [None]}]},
     {'requestId': 'r', 'sockets': [{'id': 's', 'handshake': [1]}]},
     {'requestId': 'r', 'type': 'x'},
     {'requestId': 'r', 'type': True},
@@ -336,6 +333,14 @@ def test_malformed_response_fields(response):
     """Failed before: passed to RemoteSocket, where list(5) raised TypeError."""
     with pytest.raises(ProtocolError):
         protocol.decode_response(json.dumps(response).encode())
+
+
+def test_answered_rooms_of_other_types_are_left_out():
+    response = protocol.decode_response(json.dumps({
+        'requestId': 'r', 'rooms': ['a', None, 1, True, [2], 1.5],
+        'sockets': [{'id': 's', 'rooms': ['s', None, {'x': 1}]}, 'sid2']}).encode())
+    assert response['rooms'] == ['a', 1]
+    assert response['sockets'] == [{'id': 's', 'rooms': ['s']}, 'sid2']
 
 
 # ------------------------------------------------ short messages
