@@ -87,7 +87,7 @@ def _strip(value, attachments):
 
 def _args_of(message):
     data = message.get('data')
-    if message.get('binary'):
+    if protocol._bool(message, 'binary'):
         if not isinstance(data, list) or not data:
             raise ProtocolError('binary emit data must be [structure, '
                                 'base64 attachments...]')

@@ -96,6 +96,21 @@ class Channels:
         return None
 
 
+_NUMERIC_ROOM = re.compile(r'-?[0-9]+')
+
+
+def numeric_room(room: str) -> Optional[int]:
+    """The int a room channel's suffix names, as Node's ``hasRoom`` also
+    looks numeric room names up as numbers; None if it is not ASCII digits
+    (``'\u00b2'.isdigit()`` is true, but ``int('\u00b2')`` raises).
+
+    :param room: what :meth:`Channels.room_of` returned.
+    """
+    if len(room) <= 20 and _NUMERIC_ROOM.fullmatch(room):
+        return int(room)
+    return None
+
+
 # ---------------------------------------------------------------- encoding
 
 def _buffer_json(value):

@@ -343,6 +343,22 @@ def test_answered_rooms_of_other_types_are_left_out():
     assert response['sockets'] == [{'id': 's', 'rooms': ['s']}, 'sid2']
 
 
+@pytest.mark.parametrize('suffix, number', [
+    ('12', 12), ('-3', -3), ('0', 0), ('\u00b2', None), ('\u0663', None),
+    ('1.5', None), ('', None), ('abc', None), ('1' * 21, None), (' 1', None),
+])
+def test_numeric_room_of_a_channel_suffix(suffix, number):
+    """'\u00b2'.isdigit() is true and int() of it raised in the listener
+    (manager.py:770); numeric_room is what the manager can use instead."""
+    assert protocol.numeric_room(suffix) == number
+
+
+def test_legacy_binary_flag_is_a_boolean():
+    with pytest.raises(ProtocolError, match='binary'):
+        legacy.decode_legacy(b'{"method":"emit","event":"e","binary":"no",'
+                             b'"data":[1]}')
+
+
 # ------------------------------------------------ short messages
 
 @pytest.mark.parametrize('decoder, payload', [
