@@ -359,7 +359,9 @@ def _has_empty_bin(payload) -> bool:
     return any(empty in payload for empty in _EMPTY_BINS)  # many zeros
 
 
-_BAD_KEYS = (bytes, datetime.datetime)
+_BAD_KEYS = frozenset((bytes, datetime.datetime))
+_CONTAINERS = frozenset((list, dict))  # msgpack makes exactly these
+_TIMESTAMP_MARKERS = (b'\xd6\xff', b'\xd7\xff', b'\xc7\x0c\xff')
 
 
 class _Extension(Exception):
@@ -370,30 +372,52 @@ def _refuse_extension(code, data):
     raise _Extension
 
 
-def _walk_extensions(value):
-    """Dates become ISO strings; bytes or dates as map keys (JSON and
-    python-socketio's packets cannot carry them) raise ProtocolError.
-    Iterative: nesting depth costs no recursion."""
+def _check_keys(value):
+    """ProtocolError if a map holds a bytes or date key (JSON and
+    python-socketio's packets cannot carry them). Iterative."""
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node = pop()
+        if type(node) is dict:
+            for key, item in node.items():
+                if type(key) in _BAD_KEYS:
+                    raise ProtocolError('a map key must be text or a number, '
+                                        'got %s' % type(key).__name__)
+                if type(item) in _CONTAINERS:
+                    push(item)
+        elif type(node) is list:
+            for item in node:
+                if type(item) in _CONTAINERS:
+                    push(item)
+
+
+def _dates_to_iso(value):
+    """Dates (msgpack timestamps) become ISO strings, in place. Iterative:
+    nesting depth costs no recursion."""
     if isinstance(value, datetime.datetime):
         return _iso(value)
     stack = [value]
     while stack:
         node = stack.pop()
-        if isinstance(node, list):
-            for index, item in enumerate(node):
-                if isinstance(item, (list, dict)):
-                    stack.append(item)
-                elif isinstance(item, datetime.datetime):
-                    node[index] = _iso(item)
-        elif isinstance(node, dict):
-            for key, item in node.items():
-                if isinstance(key, _BAD_KEYS):
-                    raise ProtocolError('a map key must be text or a number, '
-                                        'got %s' % type(key).__name__)
-                if isinstance(item, (list, dict)):
-                    stack.append(item)
-                elif isinstance(item, datetime.datetime):
-                    node[key] = _iso(item)  # same key: the dict keeps its size
+        items = enumerate(node) if type(node) is list else \
+            list(node.items()) if type(node) is dict else ()
+        for key, item in items:
+            if type(item) in _CONTAINERS:
+                stack.append(item)
+            elif isinstance(item, datetime.datetime):
+                node[key] = _iso(item)
+    return value
+
+
+def _walk_extensions(value, payload):
+    """What a message with bytes or extension values needs: its keys
+    checked, its dates (if it may have some) made ISO strings."""
+    _check_keys(value)
+    # every timestamp marker holds 0xff: one scan rules them all out
+    if b'\xff' in payload and any(marker in payload
+                                   for marker in _TIMESTAMP_MARKERS):
+        value = _dates_to_iso(value)
     return value
 
 
@@ -420,7 +444,7 @@ def loads_msgpack(payload: bytes):
             pass
         value = msgpack.unpackb(payload, raw=False, strict_map_key=False,
                                 timestamp=3, ext_hook=_ext_hook)
-        return _walk_extensions(value)
+        return _walk_extensions(value, payload)
     except msgpack.StackError as exc:
         raise ProtocolError('invalid msgpack: nested too deeply') from exc
     except ProtocolError:
