@@ -211,11 +211,20 @@ def server_side_emit_data(data: list, request_id=None) -> dict:
     return {'requestId': request_id, 'packet': data}
 
 
-def response_data(kind: MessageType, request_id, value) -> dict:
+def response_data(kind: MessageType, request_id, value, packets=None) -> dict:
     """The ``data`` of a response: ``sockets`` (8), ``packet`` (10, 12) or
-    ``clientCount`` (11)."""
+    ``clientCount`` (11).
+
+    :param packets: for BROADCAST_ACK (12), every value of the client's ack
+                    as a list (``value`` is its first, Node's ``packet``):
+                    carried in the extra field ``packets`` that Node ignores
+                    and Python servers read; None leaves it out.
+    """
     field = _RESPONSE_FIELDS[kind][0]
-    return {'requestId': request_id, field: value}
+    data = {'requestId': request_id, field: value}
+    if packets is not None:
+        data['packets'] = list(packets)
+    return data
 
 
 # ---------------------------------------------------------------- decoding
@@ -243,14 +252,14 @@ def decode_envelope(payload: bytes) -> Envelope:
     kind = message.get('type')
     if not isinstance(kind, int) or isinstance(kind, bool) or \
             kind not in MessageType._value2member_map_:
-        raise ProtocolError('unknown message type %r' % (kind,))
+        raise ProtocolError('unknown message type %s' % protocol.quote(kind))
     kind = MessageType(kind)
     uid, nsp = message.get('uid'), message.get('nsp')
     if not isinstance(uid, str):
-        raise ProtocolError('uid must be a string, got %r' % (uid,))
+        raise ProtocolError('uid must be a string, got %s' % protocol.quote(uid))
     if not isinstance(nsp, str):
         raise ProtocolError('nsp must be a string (servers drop messages '
-                            'without it), got %r' % (nsp,))
+                            'without it), got %s' % protocol.quote(nsp))
     data = message.get('data')
     if kind not in _NO_DATA and not isinstance(data, dict):
         raise ProtocolError('%s needs a map data, got %s'
@@ -269,7 +278,8 @@ def _request_id(data, required):
     if request_id is None and not required:
         return None
     if not isinstance(request_id, str):
-        raise ProtocolError('requestId must be a string, got %r' % (request_id,))
+        raise ProtocolError('requestId must be a string, got %s'
+                            % protocol.quote(request_id))
     return request_id
 
 
@@ -282,8 +292,8 @@ def broadcast_of(envelope: Envelope) -> protocol.Broadcast:
     data = envelope.data
     packet = protocol._dict(data.get('packet'), 'packet')
     if packet.get('type', protocol.EVENT) != protocol.EVENT:
-        raise ProtocolError('broadcast packet type must be 2 (EVENT), got %r'
-                            % (packet.get('type'),))
+        raise ProtocolError('broadcast packet type must be 2 (EVENT), got %s'
+                            % protocol.quote(packet.get('type')))
     selection = protocol._parse_selection(data)
     return protocol.Broadcast(
         uid=envelope.uid, nsp=envelope.nsp,
@@ -305,7 +315,7 @@ def _join_leave(data):
 
 def _disconnect(data):
     return {**protocol._parse_selection(data),
-            'close': bool(data.get('close', False))}
+            'close': protocol._bool(data, 'close')}
 
 
 def _server_side_emit(data):
@@ -358,9 +368,12 @@ _RESPONSE_FIELDS = {
 def response_of(envelope: Envelope) -> Optional[dict]:
     """A response (8, 10, 11, 12) as the classic response dict that
     :class:`~sio_redis_sync.requests.PendingRequests` entries read; None for
-    other types.
+    other types. A BROADCAST_ACK's ``packets`` (every value of the ack, sent
+    by Python servers) is passed through.
 
-    :raises ProtocolError: if it has no string ``requestId``.
+    :raises ProtocolError: if it has no string ``requestId``, or a field is
+        malformed (:func:`sio_redis_sync.protocol.check_response`: e.g. a
+        ``clientCount`` that is not an integer >= 0, ``packets`` not a list).
     """
     entry = _RESPONSE_FIELDS.get(envelope.type)
     if entry is None:
@@ -372,4 +385,6 @@ def response_of(envelope: Envelope) -> Optional[dict]:
         response['type'] = classic_type.value
     if field in data:
         response[classic_field] = data[field]
-    return response
+    if envelope.type == MessageType.BROADCAST_ACK and 'packets' in data:
+        response['packets'] = data['packets']
+    return protocol.check_response(response)

@@ -8,7 +8,6 @@ mirrors the manager's own changes onto that channel for old servers.
 import base64
 import binascii
 import functools
-import json
 import logging
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -65,9 +64,10 @@ def _rebuild(value, attachments):
     if isinstance(value, dict):
         if value.get('_placeholder') is True and 'num' in value:
             num = value['num']
-            if not isinstance(num, int) or not 0 <= num < len(attachments):
-                raise ProtocolError('binary placeholder %r has no attachment'
-                                    % (num,))
+            if not isinstance(num, int) or isinstance(num, bool) \
+                    or not 0 <= num < len(attachments):
+                raise ProtocolError('binary placeholder %s has no attachment'
+                                    % protocol.quote(num))
             return attachments[num]
         return {k: _rebuild(v, attachments) for k, v in value.items()}
     return value
@@ -87,15 +87,19 @@ def _strip(value, attachments):
 
 def _args_of(message):
     data = message.get('data')
-    if message.get('binary'):
+    if protocol._bool(message, 'binary'):
         if not isinstance(data, list) or not data:
             raise ProtocolError('binary emit data must be [structure, '
                                 'base64 attachments...]')
         try:
             attachments = [base64.b64decode(a, validate=True) for a in data[1:]]
         except (TypeError, ValueError, binascii.Error) as exc:
-            raise ProtocolError('bad base64 attachment: %s' % exc) from exc
-        data = _rebuild(data[0], attachments)
+            raise ProtocolError('bad base64 attachment: %s'
+                                % protocol.quote(str(exc), 80)) from exc
+        try:
+            data = _rebuild(data[0], attachments)
+        except RecursionError as exc:
+            raise ProtocolError('binary emit data nested too deeply') from exc
     if not isinstance(data, list):
         return (data,)
     if data == [None]:  # emit(event) with no data: python-socketio sends [None]
@@ -109,7 +113,8 @@ def _rooms(value, what):
     values = value if isinstance(value, list) else [value]
     for room in values:
         if not isinstance(room, (str, int)) or isinstance(room, bool):
-            raise ProtocolError('%s must be a room or a list of rooms' % what)
+            raise ProtocolError('%s must be a room (a string or an integer) or '
+                                'a list of rooms' % what)
     return tuple(values)
 
 
@@ -118,7 +123,15 @@ def _str(message, name, required=True):
     if value is None and not required:
         return None
     if not isinstance(value, str):
-        raise ProtocolError('%s must be a string, got %r' % (name, value))
+        raise ProtocolError('%s must be a string, got %s'
+                            % (name, protocol.quote(value)))
+    return value
+
+
+def _ack_id(value, what):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ProtocolError('%s must be an ack id (an integer >= 0), got %s'
+                            % (what, protocol.quote(value)))
     return value
 
 
@@ -127,7 +140,12 @@ def _parse_emit(message):
     if callback is not None:
         if not isinstance(callback, list) or len(callback) != 3:
             raise ProtocolError('callback must be [room, namespace, id]')
-        callback = tuple(callback)
+        room, namespace, ack_id = callback
+        if not isinstance(namespace, str):
+            raise ProtocolError('callback namespace must be a string, got %s'
+                                % protocol.quote(namespace))
+        callback = (protocol._room(room, 'callback room'), namespace,
+                    _ack_id(ack_id, 'callback id'))
     return {'event': _str(message, 'event'), 'args': _args_of(message),
             'rooms': _rooms(message.get('room'), 'room'),
             'skip': _rooms(message.get('skip_sid'), 'skip_sid'),
@@ -138,12 +156,14 @@ def _parse_callback(message):
     args = message.get('args')
     if not isinstance(args, list):
         raise ProtocolError('callback args must be a list')
-    return {'sid': message.get('sid'), 'id': message.get('id'),
+    return {'sid': _str(message, 'sid'), 'id': _ack_id(message.get('id'), 'id'),
             'args': tuple(args)}
 
 
 def _parse_room_change(message):
-    return {'sid': _str(message, 'sid'), 'room': message.get('room')}
+    # never None: that is python-socketio's room of every connected socket
+    return {'sid': _str(message, 'sid'),
+            'room': protocol._room(message.get('room'), 'room')}
 
 
 _PARSERS = {
@@ -152,7 +172,8 @@ _PARSERS = {
     'disconnect': lambda message: {'sid': _str(message, 'sid')},
     'enter_room': _parse_room_change,
     'leave_room': _parse_room_change,
-    'close_room': lambda message: {'room': message.get('room')},
+    'close_room': lambda message: {
+        'room': protocol._room(message.get('room'), 'room')},
 }
 
 
@@ -161,23 +182,25 @@ def decode_legacy(payload: bytes) -> LegacyMessage:
 
     :raises ProtocolError: for a pickled message (python-socketio < 5.14),
                            anything that is not a JSON object with a known
-                           ``method``, or fields of the wrong type.
+                           ``method``, or fields of the wrong type (a room
+                           is a str or an int: a ``close_room`` without one
+                           would close python-socketio's room of every
+                           connected socket).
     """
     if payload[:1] == b'\x80':
         raise ProtocolError(PICKLE_MESSAGE)
-    try:
-        message = json.loads(payload)
-    except (ValueError, RecursionError) as exc:
-        raise ProtocolError('invalid JSON: %s' % exc) from exc
+    message = protocol.loads_json(payload)
     if not isinstance(message, dict):
         raise ProtocolError('a python-socketio queue message is a JSON object')
     method = message.get('method')
-    if method not in _PARSERS:
-        raise ProtocolError('unknown method %r' % (method,))
-    namespace = message.get('namespace') or '/'
-    if not isinstance(namespace, str):
+    if not isinstance(method, str) or method not in _PARSERS:
+        raise ProtocolError('unknown method %s' % protocol.quote(method))
+    namespace = message.get('namespace')
+    if namespace is None or namespace == '':
+        namespace = '/'
+    elif not isinstance(namespace, str):
         raise ProtocolError('namespace must be a string')
-    return LegacyMessage(method=method, host_id=message.get('host_id'),
+    return LegacyMessage(method=method, host_id=_str(message, 'host_id', False),
                          namespace=namespace,
                          mirrored=bool(message.get(MIRROR_MARK)),
                          **_PARSERS[method](message))

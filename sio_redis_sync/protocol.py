@@ -8,6 +8,7 @@ import datetime
 import enum
 import functools
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, NamedTuple, Optional, Tuple
@@ -95,6 +96,21 @@ class Channels:
         return None
 
 
+_NUMERIC_ROOM = re.compile(r'-?[0-9]+')
+
+
+def numeric_room(room: str) -> Optional[int]:
+    """The int a room channel's suffix names, as Node's ``hasRoom`` also
+    looks numeric room names up as numbers; None if it is not ASCII digits
+    (``'\u00b2'.isdigit()`` is true, but ``int('\u00b2')`` raises).
+
+    :param room: what :meth:`Channels.room_of` returned.
+    """
+    if len(room) <= 20 and _NUMERIC_ROOM.fullmatch(room):
+        return int(room)
+    return None
+
+
 # ---------------------------------------------------------------- encoding
 
 def _buffer_json(value):
@@ -114,7 +130,7 @@ def dumps_json(obj) -> bytes:
         return json.dumps(obj, separators=(',', ':'), ensure_ascii=False,
                           allow_nan=False, default=_buffer_json).encode('utf-8')
     except (ValueError, OverflowError, RecursionError) as exc:
-        raise TypeError('cannot encode %r as JSON: %s' % (obj, exc)) from exc
+        raise TypeError('cannot encode %s as JSON: %s' % (quote(obj), exc)) from exc
 
 
 def dumps_msgpack(obj) -> bytes:
@@ -125,17 +141,32 @@ def dumps_msgpack(obj) -> bytes:
     try:
         return msgpack.packb(obj, use_bin_type=True)
     except (ValueError, OverflowError) as exc:
-        raise TypeError('cannot encode %r as msgpack: %s' % (obj, exc)) from exc
+        raise TypeError('cannot encode %s as msgpack: %s' % (quote(obj), exc)) \
+            from exc
+
+
+def _check_user_room(room):
+    if not isinstance(room, (str, int)) or isinstance(room, bool):
+        raise TypeError('a room must be a str or an int (Node has no other '
+                        'room type), got %s' % type(room).__name__)
+    return room
 
 
 def as_rooms(value) -> tuple:
     """python-socketio's and Node's room arguments: None, one room, or a
-    list/tuple/set of them."""
+    list/tuple/set of them.
+
+    :raises TypeError: if a room is not a str or an int (bool, None inside a
+                       list, float, bytes, containers).
+    """
     if value is None:
         return ()
     if isinstance(value, (list, tuple, set, frozenset)):
-        return tuple(value)
-    return (value,)
+        rooms = tuple(value)
+        for room in rooms:
+            _check_user_room(room)
+        return rooms
+    return (_check_user_room(value),)
 
 
 def as_args(data) -> list:
@@ -242,10 +273,19 @@ def encode_client_count(request_id, count) -> bytes:
                        'requestId': request_id, 'clientCount': count})
 
 
-def encode_broadcast_ack(request_id, packet) -> bytes:
-    """BROADCAST_ACK (9): one client's ack (its first argument), msgpack."""
-    return dumps_msgpack({'type': RequestType.BROADCAST_ACK.value,
-                          'requestId': request_id, 'packet': packet})
+def encode_broadcast_ack(request_id, packet, packets=None) -> bytes:
+    """BROADCAST_ACK (9): one client's ack, msgpack.
+
+    :param packet: the ack's first value (Node's field: Node reads only it).
+    :param packets: every value of the ack, as a list, or None: carried in
+                    the extra field ``packets`` that Node ignores and Python
+                    servers read (a multi-value ack keeps its shape).
+    """
+    body = {'type': RequestType.BROADCAST_ACK.value, 'requestId': request_id,
+            'packet': packet}
+    if packets is not None:
+        body['packets'] = list(packets)
+    return dumps_msgpack(body)
 
 
 def encode_response(body: dict) -> bytes:
@@ -274,17 +314,113 @@ def _ext_hook(code, data):
     return [code, data]
 
 
+#: what an error message quotes of a value read from Redis, at most
+QUOTE_LIMIT = 40
+#: the largest ``clientCount`` taken (a server's clients, with room to spare)
+MAX_CLIENT_COUNT = 2 ** 32
+
+
+def quote(value, limit=QUOTE_LIMIT) -> str:
+    """A short description of ``value`` for an error message: the repr of a
+    scalar (strings and bytes cut to ``limit``), the type of anything else,
+    so that a message never echoes a huge or deep payload."""
+    if isinstance(value, (str, bytes)):
+        text = repr(value[:limit])
+        return text + '...' if len(value) > limit else text
+    if value is None or isinstance(value, (bool, float)) or (
+            isinstance(value, int) and -2 ** 64 < value < 2 ** 64):
+        return repr(value)
+    return 'a %s' % type(value).__name__
+
+
+def _cut(exc) -> str:
+    return str(exc)[:100] or type(exc).__name__
+
+
+# Most messages hold plain values only: decoded once with bin and ext values
+# refused (msgpack's limits, in C), they need no walk. Bytes (bin, or ext 0
+# through _ext_hook) and timestamps send the message the slow way: decoded
+# again, then walked. An empty bin passes those limits: it is a zero byte
+# after 0xc4, 0xc5 or 0xc6, found by memchr (most payloads have no zero byte).
+_EMPTY_BINS = (b'\xc4\x00', b'\xc5\x00\x00', b'\xc6\x00\x00\x00\x00')
+
+
+def _has_empty_bin(payload) -> bool:
+    """Whether ``payload`` may hold an empty bin (false positives are fine:
+    they take the slow, exact way)."""
+    find = payload.find
+    at = find(b'\x00')
+    for _ in range(8):
+        if at < 0:
+            return False
+        if at and 0xc4 <= payload[at - 1] <= 0xc6:
+            return True
+        at = find(b'\x00', at + 1)
+    return any(empty in payload for empty in _EMPTY_BINS)  # many zeros
+
+
+_BAD_KEYS = frozenset((bytes, datetime.datetime))
+_CONTAINERS = frozenset((list, dict))  # msgpack makes exactly these
+_TIMESTAMP_MARKERS = (b'\xd6\xff', b'\xd7\xff', b'\xc7\x0c\xff')
+
+
+class _Extension(Exception):
+    """Raised by the fast path's ext hook: decode the slow way."""
+
+
+def _refuse_extension(code, data):
+    raise _Extension
+
+
+def _check_keys(value):
+    """ProtocolError if a map holds a bytes or date key (JSON and
+    python-socketio's packets cannot carry them). Iterative."""
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node = pop()
+        if type(node) is dict:
+            for key, item in node.items():
+                if type(key) in _BAD_KEYS:
+                    raise ProtocolError('a map key must be text or a number, '
+                                        'got %s' % type(key).__name__)
+                if type(item) in _CONTAINERS:
+                    push(item)
+        elif type(node) is list:
+            for item in node:
+                if type(item) in _CONTAINERS:
+                    push(item)
+
+
 def _dates_to_iso(value):
+    """Dates (msgpack timestamps) become ISO strings, in place. Iterative:
+    nesting depth costs no recursion."""
     if isinstance(value, datetime.datetime):
         return _iso(value)
-    if isinstance(value, list):
-        return [_dates_to_iso(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _dates_to_iso(v) for k, v in value.items()}
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        items = enumerate(node) if type(node) is list else \
+            list(node.items()) if type(node) is dict else ()
+        for key, item in items:
+            if type(item) in _CONTAINERS:
+                stack.append(item)
+            elif isinstance(item, datetime.datetime):
+                node[key] = _iso(item)
     return value
 
 
-_TIMESTAMP_MARKERS = (b'\xd6\xff', b'\xd7\xff', b'\xc7\x0c\xff')
+def _walk_extensions(value, payload):
+    """What a message with bytes or extension values needs: its keys
+    checked, its dates (if it may have some) made ISO strings."""
+    _check_keys(value)
+    # every timestamp marker holds 0xff: one scan rules them all out
+    if b'\xff' in payload and any(marker in payload
+                                   for marker in _TIMESTAMP_MARKERS):
+        value = _dates_to_iso(value)
+    return value
+
+
 _DECODE_ERRORS = (msgpack.UnpackException, ValueError, TypeError,
                   OverflowError, RecursionError)
 
@@ -292,27 +428,67 @@ _DECODE_ERRORS = (msgpack.UnpackException, ValueError, TypeError,
 def loads_msgpack(payload: bytes):
     """Decode notepack.io msgpack; timestamps become ISO strings.
 
-    :raises ProtocolError: on anything that is not exactly one valid value.
+    Depth is bounded by msgpack's own stack (about 1000 levels).
+
+    :raises ProtocolError: on anything that is not exactly one valid value,
+                           or a map with a bytes or date key.
     """
     try:
+        try:
+            value = msgpack.unpackb(payload, raw=False, strict_map_key=False,
+                                    max_bin_len=0, max_ext_len=0,
+                                    ext_hook=_refuse_extension)
+            if b'\x00' not in payload or not _has_empty_bin(payload):
+                return value
+        except (ValueError, _Extension):  # bytes, extensions, or malformed
+            pass
         value = msgpack.unpackb(payload, raw=False, strict_map_key=False,
                                 timestamp=3, ext_hook=_ext_hook)
+        return _walk_extensions(value, payload)
+    except msgpack.StackError as exc:
+        raise ProtocolError('invalid msgpack: nested too deeply') from exc
+    except ProtocolError:
+        raise
     except _DECODE_ERRORS as exc:
-        raise ProtocolError('invalid msgpack: %s' % exc) from exc
-    # every timestamp marker holds 0xff: one scan rules them all out
-    if b'\xff' in payload and any(marker in payload for marker in _TIMESTAMP_MARKERS):
-        value = _dates_to_iso(value)
+        raise ProtocolError('invalid msgpack: %s' % _cut(exc)) from exc
+
+
+def _not_finite(text):
+    raise ValueError('%s is not finite (JSON has no NaN or Infinity)'
+                     % quote(text))
+
+
+def _finite_float(text):
+    value = float(text)
+    if math.isinf(value):
+        _not_finite(text)
     return value
+
+
+def loads_json(payload: bytes):
+    """Decode JSON as Node's ``JSON.parse`` of a UTF-8 buffer would (no
+    NaN, no Infinity, numbers that overflow to Infinity refused).
+
+    :raises ProtocolError: on anything else.
+    """
+    try:
+        return json.loads(payload.decode('utf-8'), parse_constant=_not_finite,
+                          parse_float=_finite_float)
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+        if isinstance(exc, RecursionError):
+            raise ProtocolError('invalid JSON: nested too deeply') from exc
+        raise ProtocolError('invalid JSON: %s' % _cut(exc)) from exc
 
 
 def loads_auto(payload: bytes):
     """Decode by the first-byte rule: ``{`` means JSON, else msgpack."""
     if payload[:1] != b'{':
         return loads_msgpack(payload)
-    try:
-        return json.loads(payload)
-    except (ValueError, RecursionError) as exc:
-        raise ProtocolError('invalid JSON: %s' % exc) from exc
+    return loads_json(payload)
+
+
+def _is_room(value) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
 
 
 def _room_list(value, what) -> Tuple:
@@ -323,9 +499,17 @@ def _room_list(value, what) -> Tuple:
                             % (what, type(value).__name__))
     for room in value:
         if not isinstance(room, (str, int)) or isinstance(room, bool):
-            raise ProtocolError('%s must hold strings, got %s'
+            raise ProtocolError('%s must hold strings or integers, got %s'
                                 % (what, type(room).__name__))
     return tuple(value)
+
+
+def _room(value, what):
+    """One room (str or int): never None, python-socketio's connected room."""
+    if not _is_room(value):
+        raise ProtocolError('%s must be a string or an integer, got %s'
+                            % (what, quote(value)))
+    return value
 
 
 def _dict(value, what) -> dict:
@@ -334,6 +518,27 @@ def _dict(value, what) -> dict:
     if not isinstance(value, dict):
         raise ProtocolError('%s must be a map, got %s'
                             % (what, type(value).__name__))
+    return value
+
+
+def _flags(value, what) -> dict:
+    flags = _dict(value, what)
+    if flags:
+        timeout = flags.get('timeout')
+        if timeout is not None and (
+                not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
+                or not 0 <= timeout < math.inf):
+            raise ProtocolError('%s.timeout must be a finite number of ms >= 0, '
+                                'got %s' % (what, quote(timeout)))
+    return flags
+
+
+def _bool(message, name) -> bool:
+    value = message.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ProtocolError('%s must be a boolean, got %s' % (name, quote(value)))
     return value
 
 
@@ -364,18 +569,17 @@ def decode_broadcast(payload: bytes) -> Broadcast:
         raise ProtocolError('broadcast uid must be a string')
     packet, opts = _dict(packet, 'packet'), _dict(opts, 'opts')
     if packet.get('type') != EVENT:
-        raise ProtocolError('broadcast packet type must be 2 (EVENT), got %r'
-                            % (packet.get('type'),))
+        raise ProtocolError('broadcast packet type must be 2 (EVENT), got %s'
+                            % quote(packet.get('type')))
     data = packet.get('data')
     if not isinstance(data, list) or not data or not isinstance(data[0], str):
         raise ProtocolError('packet data must be [event, ...args]')
     nsp = packet.get('nsp', '/')
     if not isinstance(nsp, str):
         raise ProtocolError('packet nsp must be a string')
-    return Broadcast(uid=uid, nsp=nsp, data=data,
-                     rooms=_room_list(opts.get('rooms'), 'rooms'),
-                     except_=_room_list(opts.get('except'), 'except'),
-                     flags=_dict(opts.get('flags'), 'flags'))
+    return Broadcast(uid, nsp, data, _room_list(opts.get('rooms'), 'rooms'),
+                     _room_list(opts.get('except'), 'except'),
+                     _flags(opts.get('flags'), 'flags'))
 
 
 @dataclass(frozen=True)
@@ -384,7 +588,8 @@ class Request:
 
     ``rooms``/``except_`` select the target sockets (``opts``); ``rooms_arg``
     is the ``rooms`` field of REMOTE_JOIN/LEAVE (the rooms to join or leave).
-    ``sid``/``room`` are set by the legacy per-socket forms only.
+    ``sid``/``room`` are set by the legacy per-socket forms only (then both
+    are set for REMOTE_JOIN/LEAVE, and ``room`` is a str or an int).
     """
     type: RequestType
     uid: Optional[str] = None
@@ -403,29 +608,36 @@ class Request:
 def _optional_str(message, name):
     value = message.get(name)
     if value is not None and not isinstance(value, str):
-        raise ProtocolError('%s must be a string' % name)
+        raise ProtocolError('%s must be a string, got %s'
+                            % (name, type(value).__name__))
     return value
+
+
+def _sid(message):
+    sid = message.get('sid')
+    if not isinstance(sid, str):
+        raise ProtocolError('sid must be a string, got %s' % quote(sid))
+    return sid
 
 
 def _parse_selection(message) -> dict:
     opts = _dict(message.get('opts'), 'opts')
     return {'rooms': _room_list(opts.get('rooms'), 'opts.rooms'),
             'except_': _room_list(opts.get('except'), 'opts.except'),
-            'flags': _dict(opts.get('flags'), 'opts.flags')}
+            'flags': _flags(opts.get('flags'), 'opts.flags')}
 
 
 def _parse_join_leave(message) -> dict:
     if 'sid' in message:  # legacy form: one socket, one room
-        return {'sid': _optional_str(message, 'sid'),
-                'room': message.get('room')}
+        return {'sid': _sid(message), 'room': _room(message.get('room'), 'room')}
     return {**_parse_selection(message),
             'rooms_arg': _room_list(message.get('rooms'), 'rooms')}
 
 
 def _parse_disconnect(message) -> dict:
-    fields = {'close': bool(message.get('close', False))}
+    fields = {'close': _bool(message, 'close')}
     if 'sid' in message:
-        fields['sid'] = _optional_str(message, 'sid')
+        fields['sid'] = _sid(message)
     else:
         fields.update(_parse_selection(message))
     return fields
@@ -435,20 +647,21 @@ def _parse_sockets(message) -> dict:
     return {'rooms': _room_list(message.get('rooms'), 'rooms')}
 
 
+def _event(value, what):
+    if not isinstance(value, list) or not value or not isinstance(value[0], str):
+        raise ProtocolError('%s must be [event, ...args]' % what)
+    return value
+
+
 def _parse_server_side_emit(message) -> dict:
-    data = message.get('data')
-    if not isinstance(data, list) or not data or not isinstance(data[0], str):
-        raise ProtocolError('server-side emit data must be [event, ...args]')
-    return {'data': data}
+    return {'data': _event(message.get('data'), 'server-side emit data')}
 
 
 def _parse_broadcast_request(message) -> dict:
     if not isinstance(message.get('requestId'), str):
         raise ProtocolError('a broadcast with acks needs a string requestId')
     packet = _dict(message.get('packet'), 'packet')
-    data = packet.get('data')
-    if not isinstance(data, list) or not data or not isinstance(data[0], str):
-        raise ProtocolError('packet data must be [event, ...args]')
+    _event(packet.get('data'), 'packet data')
     return {**_parse_selection(message), 'packet': packet}
 
 
@@ -475,20 +688,103 @@ def decode_request(payload: bytes) -> Request:
     kind = message.get('type')
     if not isinstance(kind, int) or isinstance(kind, bool) \
             or kind not in _REQUEST_PARSERS:
-        raise ProtocolError('unknown request type %r' % (kind,))
+        raise ProtocolError('unknown request type %s' % quote(kind))
     kind = RequestType(kind)
     return Request(type=kind, uid=_optional_str(message, 'uid'),
                    request_id=_optional_str(message, 'requestId'),
                    **_REQUEST_PARSERS[kind](message))
 
 
+def _check_type(value):
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise ProtocolError('response type must be an integer, got %s'
+                            % quote(value))
+    return value
+
+
+def _check_client_count(value):
+    if not isinstance(value, int) or isinstance(value, bool) \
+            or not 0 <= value <= MAX_CLIENT_COUNT:
+        raise ProtocolError('clientCount must be an integer from 0 to %d, got %s'
+                            % (MAX_CLIENT_COUNT, quote(value)))
+    return value
+
+
+def _check_packets(value):
+    if not isinstance(value, list):
+        raise ProtocolError('packets (every value of an ack) must be an '
+                            'array, got %s' % type(value).__name__)
+    return value
+
+
+def _answered_rooms(value, what):
+    """An answer's rooms: an array; rooms that are not a str or an int (a
+    peer's local room of another type) are left out, not the whole answer."""
+    if not isinstance(value, list):
+        raise ProtocolError('%s must be an array, got %s'
+                            % (what, type(value).__name__))
+    if all(_is_room(room) for room in value):
+        return value
+    return [room for room in value if _is_room(room)]
+
+
+def _check_sockets(value):
+    # SOCKETS (0) answers sids, REMOTE_FETCH (5) socket details
+    if not isinstance(value, list):
+        raise ProtocolError('sockets must be an array, got %s'
+                            % type(value).__name__)
+    for socket in value:
+        if isinstance(socket, str):
+            continue
+        if not isinstance(socket, dict) or not isinstance(socket.get('id'), str):
+            raise ProtocolError('sockets must hold sids or {id, handshake, '
+                                'rooms, data} maps with a string id')
+        if socket.get('rooms') is not None:
+            socket['rooms'] = _answered_rooms(socket['rooms'], 'socket rooms')
+        _dict(socket.get('handshake'), 'socket handshake')
+    return value
+
+
+# field -> its check, which returns the value to keep
+_RESPONSE_CHECKS = (
+    ('type', _check_type),
+    ('clientCount', _check_client_count),
+    ('packets', _check_packets),
+    ('rooms', lambda value: _answered_rooms(value, 'rooms')),
+    ('sockets', _check_sockets),
+)
+
+
+def check_response(response: dict) -> dict:
+    """``response`` (a map with a string ``requestId``) if its known fields
+    are well-formed: ``type`` an integer, ``clientCount`` an integer from 0
+    to :data:`MAX_CLIENT_COUNT` (required by BROADCAST_CLIENT_COUNT),
+    ``packets`` an array, ``rooms`` an array, ``sockets`` an array of sids
+    or of socket maps with a string ``id``, an array ``rooms`` and a map
+    ``handshake``. Rooms that are not a str or an int are left out of the
+    arrays (a peer's local room of another type must not void its answer).
+
+    :raises ProtocolError: if one is not.
+    """
+    for name, check in _RESPONSE_CHECKS:
+        if name in response:
+            response[name] = check(response[name])
+    if response.get('type') == RequestType.BROADCAST_CLIENT_COUNT \
+            and 'clientCount' not in response:
+        raise ProtocolError('BROADCAST_CLIENT_COUNT without a clientCount')
+    return response
+
+
 def decode_response(payload: bytes) -> dict:
     """Decode a response (JSON or msgpack); it always has a ``requestId``.
 
-    :raises ProtocolError: if it is malformed.
+    A BROADCAST_ACK may carry ``packets`` (every value of the client's ack,
+    sent by Python servers besides Node's ``packet``, its first value).
+
+    :raises ProtocolError: if it is malformed (see :func:`check_response`).
     """
     message = loads_auto(payload)
     if not isinstance(message, dict) or \
             not isinstance(message.get('requestId'), str):
         raise ProtocolError('a response is a map with a string requestId')
-    return message
+    return check_response(message)
