@@ -60,6 +60,9 @@ _URL_START = re.compile(r'\s*[A-Za-z][A-Za-z0-9+.-]*://')
 _URL_TOKEN = re.compile(r'\S*(?:://|@)\S*')
 _USERNAME = re.compile(r'[A-Za-z0-9._~-]*\Z')
 _HIDDEN = '***'
+_ESCAPE_HINT = 'write / ? # @ in a password as %2F %3F %23 %40'
+# one host[:port] of a URL's host list
+_HOST = re.compile(r'(\[[0-9A-Fa-f:.]*\]|[A-Za-z0-9._~%-]*)(:[0-9]*)?\Z')
 
 
 def _url_spans(url):
@@ -75,7 +78,11 @@ def _url_spans(url):
     if at >= start:
         colon = url.find(':', start, at)
         user_end = at if colon < 0 else colon
-        if not _USERNAME.match(url, start, user_end):
+        hosts = re.match(r'[^/?#]*', url[at + 1:]).group()
+        if not all(_HOST.match(host) for host in hosts.split(',')):
+            # no host list after it: the last "@" is the password's own
+            spans.append((start, at + 1 + len(hosts)))
+        elif not _USERNAME.match(url, start, user_end):
             spans.append((start, at))  # no plain user name: all of it
         elif colon >= 0:
             spans.append((colon + 1, at))
@@ -216,14 +223,31 @@ def secrets(url=None, options=None, client=None):
     return tuple(found)
 
 
+def _check_shape(url):
+    """Refuse a URL with an ``@`` after its host (outside a password query
+    value): a password with an unescaped ``/``, ``?`` or ``#``, which
+    redis-py would read as a host, port or socket path (and look it up in
+    the DNS, or quote it in its errors)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:
+        raise _bad_url(url, exc) from None
+    after = url.find('//') + 2 + len(parts.netloc) if '//' in url else 0
+    secret_values = [span for span in _url_spans(url) if span[0] > after]
+    for at in (i for i in range(after, len(url)) if url[i] == '@'):
+        if not any(start <= at < end for start, end in secret_values):
+            raise ValueError(
+                'invalid Redis URL %s: an @ after its host (%s)'
+                % (redact(url), _ESCAPE_HINT))
+
+
 def _bad_url(url, exc):
     """A ValueError for a URL redis-py or urllib could not parse: redis-py's
     own text may quote a piece of the password (a password with an unescaped
     ``/`` is read as a port), so it is replaced when it does."""
     reason = redact(str(exc), (url,))
     if 'port' in reason.lower():
-        reason = 'its port is not a number (escape "/", "?", "#" and "@" in ' \
-                 'a password as %2F, %3F, %23 and %40)'
+        reason = 'its port is not a number (%s)' % _ESCAPE_HINT
     return ValueError('invalid Redis URL %s: %s' % (redact(url), reason))
 
 
@@ -319,6 +343,7 @@ def _options(url, options, timeout, forced):
              ``(sentinels, service_name)`` of a Sentinel URL.
     """
     kind = scheme(url)
+    _check_shape(url)
     options = dict(options or {})
     sentinel = None
     if kind == _SENTINEL:
@@ -452,6 +477,17 @@ def _pool(url, options, max_connections, timeout, **forced):
         max_connections=max_connections, timeout=timeout, **options)
 
 
+def check_url(url):
+    """Parse ``url`` as the pools will (no I/O).
+
+    :raises ValueError: naming what is wrong, with the URL redacted.
+    """
+    if not isinstance(url, str):
+        raise ValueError('a Redis URL must be a string, got %s'
+                         % type(url).__name__)
+    _options(url, None, PUBLISH_TIMEOUT, {})
+
+
 def publisher_pool(url, options, max_connections=MAX_CONNECTIONS,
                    timeout=PUBLISH_TIMEOUT):
     """The bounded pool every publish of one Emitter or manager goes through.
@@ -511,6 +547,7 @@ def cluster_client(url, options, timeout=PUBLISH_TIMEOUT,
     for name in ('socket_timeout', 'socket_connect_timeout'):
         if options.get(name) is None or options[name] > timeout:
             options[name] = timeout
+    _check_shape(url)
     try:
         parse_url(url)
     except ValueError as exc:
