@@ -145,6 +145,8 @@ class Publisher:
         while True:
             attempts += 1
             try:
+                if self._closed:  # also for subclasses' own _publish_once
+                    raise PublisherClosed()
                 receivers = self._publish_once(channel, payload)
             except PublisherClosed as exc:
                 self._refuse(channel, exc)
@@ -284,7 +286,7 @@ class Publisher:
             self.failures += 1
         error = PublishError(channel, cause)
         self._log.debug('%s (Redis %s)', error, self.where)
-        raise error from None
+        raise error from cause
 
     def _fail(self, channel, cause, attempts, started):
         self._failed_at = time.monotonic()

@@ -151,3 +151,44 @@ def test_after_fork_renews_locks_and_leaves_the_parents_connection(
     assert received == [b'parent', b'child', b'parent again']
     sub.close()
     publisher.close()
+
+
+def test_listener_after_fork_in_the_child_leaves_the_parent_listening(
+        redis_url, key, redis_client):
+    import redis
+
+    from rig import wait_until
+    from sio_redis_sync.listener import Listener
+    got = []
+    client = redis.Redis.from_url(redis_url)
+    listener = Listener(client.pubsub, lambda c, p, data: got.append(data))
+    listener.subscribe(channels=[key])
+    thread = threading.Thread(target=listener.run, daemon=True)
+    thread.start()
+    wait_until(listener.ready.is_set, 10)
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with listener._lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(5)
+    try:
+        def child():
+            listener.after_fork()
+            listener.subscribe(channels=[key + 'x'])  # the lock is free
+            listener.run()  # returns at once: the child's copy is stopped
+            return listener.stopped.is_set() and not listener.ready.is_set()
+        assert _in_child(child) == 0
+    finally:
+        release.set()
+        holder.join(5)
+    redis_client.publish(key, b'after the fork')
+    wait_until(lambda: got == [b'after the fork'], 10)
+    assert listener.connections == 1  # the child did not close its socket
+    listener.stop()
+    thread.join(5)
+    client.close()
