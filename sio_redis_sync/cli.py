@@ -476,19 +476,19 @@ def cmd_status(args):
     servers = max([n['servers'] for n in report['namespaces'].values()] or [0])
     report['servers'] = servers
     if args.json:
-        print(_dumps(report))
+        print(_printable(_dumps(report)))
     else:
         print('redis %s: version %s, ping %.3f ms' % (
             report['redis'], report['redis_version'], report['ping_ms']))
         print('key %r: %d server%s' % (args.key, servers, '' if servers == 1 else 's'))
         for nsp, entry in report['namespaces'].items():
-            print('namespace %s: %d server%s, %s sockets' % (
+            print(_printable('namespace %s: %d server%s, %s sockets' % (
                 nsp, entry['servers'], '' if entry['servers'] == 1 else 's',
-                entry.get('sockets', '?')))
+                entry.get('sockets', '?'))))
             for room, count in entry.get('sockets_per_room', {}).items():
-                print('  room %s: %d' % (room, count))
+                print(_printable('  room %s: %d' % (room, count)))
     for failure in failures:
-        print('%s: warning: %s' % (PROG, failure), file=sys.stderr)
+        print(_printable('%s: warning: %s' % (PROG, failure)), file=sys.stderr)
     if not servers:
         print('%s: error: no server answers on key %r' % (PROG, args.key),
               file=sys.stderr)

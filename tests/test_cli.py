@@ -442,3 +442,22 @@ def test_malformed_urls_give_one_line_without_the_password(url, command_args):
     assert len(lines) == 1 and lines[0].startswith('sio-redis-sync: error: '), lines
     assert 'Zx' not in result.stderr + result.stdout
     assert 'Traceback' not in result.stderr
+
+
+@pytest.mark.parametrize('json_form', [False, True])
+def test_status_escapes_terminal_controls(redis_url, key, redis_client, json_form):
+    """Namespaces come from channel names anyone can subscribe to."""
+    hostile = redis_client.pubsub()
+    hostile.subscribe('%s-request#/%s#' % (key, HOSTILE))
+    hostile.get_message(timeout=5)
+    try:
+        result = cli('status', '--timeout', '0.5', '--url', redis_url, '--key', key,
+                     *(['--json'] if json_form else []))
+    finally:
+        hostile.close()
+    assert result.returncode == 1, result.stderr  # it does not answer
+    assert result.stdout and result.stderr
+    for line in (result.stdout + result.stderr).splitlines():
+        assert not _CONTROLS.search(line), repr(line)
+    if json_form:
+        assert list(json.loads(result.stdout)['namespaces']) == ['/' + HOSTILE]
