@@ -397,8 +397,9 @@ class CountingPool(redis.BlockingConnectionPool):
         forgotten without being closed (their sockets are the parent's)."""
         for name in ('_fork_lock', '_lock'):
             lock = getattr(self, name, None)
-            if lock is not None:
-                setattr(self, name, type(lock)())
+            if lock is not None:  # as redis-py made it
+                setattr(self, name, threading.RLock()
+                        if 'RLock' in type(lock).__name__ else threading.Lock())
         self.reset()
 
     def make_connection(self):
