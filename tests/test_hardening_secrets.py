@@ -183,7 +183,7 @@ def test_emitter_of_a_client_with_a_password_shows_none(locked_redis, key,
     client = redis.Redis(connection_pool=pool_class(
         host='127.0.0.1', port=locked_redis.port, password=PASSWORD,
         socket_timeout=1, socket_connect_timeout=1))
-    if pool_class is _Redis6Pool:
+    if pool_class is _Redis6Pool and not redis.__version__.startswith('5.'):
         assert PASSWORD in repr(client)  # what the publisher must not log
     emitter = Emitter(client, key=key, publish_retries=0, publish_timeout=1)
     assert emitter.emit('ev', 1) == 0  # authenticated: it works
