@@ -129,14 +129,17 @@ def _secret_pattern(secret):
 
 
 def _secrets_of(value):
-    """The strings to hide for ``value``: itself, and for a URL each part
-    :func:`_url_spans` finds in it, as written and decoded."""
-    found = {value}
-    if '://' in value or '@' in value:
-        for start, end in _url_spans(value):
-            found.add(value[start:end])
-            found.add(urllib.parse.unquote(value[start:end]))
-            found.add(urllib.parse.unquote_plus(value[start:end]))
+    """The strings to hide for ``value``: a password itself, or for a URL
+    of a scheme this package accepts each part :func:`_url_spans` finds in
+    it, as written and decoded."""
+    name, sep, _ = value.partition('://')
+    if not sep or name.lower() not in _SCHEMES:
+        return {value}
+    found = set()  # a URL: not itself (redact() shows it redacted)
+    for start, end in _url_spans(value):
+        found.add(value[start:end])
+        found.add(urllib.parse.unquote(value[start:end]))
+        found.add(urllib.parse.unquote_plus(value[start:end]))
     return found
 
 

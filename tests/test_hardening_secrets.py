@@ -223,3 +223,13 @@ def test_the_manager_listener_logs_no_password(locked_redis, key, caplog):
     wait_until(lambda: any('lost' in r.getMessage() for r in caplog.records), 20)
     manager.close()
     assert not _leaks(caplog, *_error_texts(error.value))
+
+
+def test_given_passwords_are_hidden_whatever_they_hold():
+    for password in ('p@ss', 'a://b', 'Zxa/Zxb', PASSWORD, 'x y'):
+        assert password not in redact('auth with %s failed' % password,
+                                      (password,)), password
+    url = 'redis://u:%s@h:1/0' % ENCODED
+    # a URL given: its password hidden, the URL itself shown redacted
+    assert redact('cannot reach %s (%s)' % (url, PASSWORD), (url,)) == \
+        'cannot reach redis://u:***@h:1/0 (***)'
