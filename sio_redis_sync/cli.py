@@ -29,6 +29,12 @@ DEFAULT_URL = 'redis://localhost:6379/0'
 SHARD_POLL_INTERVAL = 1.0
 _GLOB_SPECIAL = re.compile(r'([\\*?\[\]])')
 RUNTIME_ERRORS = (SioRedisError, redis.RedisError, OSError)
+#: how deep monitor shows a nested value (deeper levels become "...")
+MAX_DEPTH = 32
+# what a terminal would act on: C0 and C1 controls (ESC, CSI, BEL, ...), DEL,
+# and the Unicode line separators and bidirectional overrides
+_CONTROL = re.compile('[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e'
+                      '\u2066-\u2069]')
 
 
 class UsageError(Exception):
@@ -45,28 +51,50 @@ def _glob(text):
 
 
 def _scrub(text, url):
-    """``text`` without the password of ``url`` (error messages may quote it)."""
-    password = redis.connection.parse_url(url).get('password') \
-        if url.startswith(('redis://', 'rediss://', 'unix://')) else None
-    if password:
-        text = text.replace(password, '***')
-    return text.replace(url, connection.redact(url))
+    """``text`` as it may be printed: without the password of ``url`` (error
+    messages may quote it) and without terminal control characters."""
+    return _printable(connection.redact(text, (url,)))
 
 
-def _json_value(value):
-    """A JSON-able copy: bytes become ``{"$bin": base64}``."""
+def _printable(text):
+    """``text`` with every control character a terminal would act on shown
+    as ``\\uXXXX`` (still valid inside a JSON string, and the same value
+    once decoded)."""
+    return _CONTROL.sub(lambda m: '\\u%04x' % ord(m.group()), text)
+
+
+def _json_value(value, depth=0):
+    """A JSON-able copy: bytes become ``{"$bin": base64}``; what lies deeper
+    than :data:`MAX_DEPTH` becomes ``"..."`` (a hostile message may nest
+    thousands of levels)."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return {'$bin': base64.b64encode(bytes(value)).decode('ascii')}
+    if isinstance(value, (list, tuple, dict)) and depth >= MAX_DEPTH:
+        return '...'
     if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
+        return [_json_value(v, depth + 1) for v in value]
     if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    return value
+        return {_text(k): _json_value(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return _text(value)
+
+
+def _text(value):
+    """``value`` as text for a human line (a str as it is)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple, dict, bytes, bytearray, memoryview)):
+        return _dumps(value)
+    try:
+        return repr(value)
+    except RecursionError:
+        return '<%s>' % type(value).__name__
 
 
 def _dumps(value):
     return json.dumps(_json_value(value), ensure_ascii=False,
-                      separators=(',', ':'), default=repr)
+                      separators=(',', ':'), default=_text)
 
 
 # ------------------------------------------------------------------ emit
@@ -223,10 +251,10 @@ class Monitor:
         self.sharded = sharded
         self._stop = threading.Event()
         # a silent link is PINGed every 5 s: a dead one ends the monitor
-        # with an error instead of leaving it waiting forever
-        self._client = redis.Redis.from_url(url, socket_timeout=5,
-                                            socket_connect_timeout=5,
-                                            health_check_interval=5)
+        # with an error instead of leaving it waiting forever; every URL form
+        # of the package works (valkey://, unix://, Sentinel)
+        self._client = redis.Redis(connection_pool=connection.publisher_pool(
+            url, {'health_check_interval': 5}, max_connections=2, timeout=5))
         self._pubsub = self._client.pubsub()
         self._prefixes = (('request', key + '-request#'),
                           ('response', key + '-response#'),
@@ -338,19 +366,19 @@ def format_line(record, width):
     stamp = datetime.datetime.fromtimestamp(record['time']).strftime('%H:%M:%S.%f')[:-3]
     parts = [stamp, record['channel'], record['uid'] or '-', record['type']]
     if record['rooms']:
-        parts.append('rooms=%s' % ','.join(map(str, record['rooms'])))
+        parts.append('rooms=%s' % ','.join(map(_text, record['rooms'])))
     if record['except']:
-        parts.append('except=%s' % ','.join(map(str, record['except'])))
+        parts.append('except=%s' % ','.join(map(_text, record['except'])))
     for name in ('join', 'leave', 'sid', 'room', 'to', 'request_id'):
         if record.get(name) is not None:
-            parts.append('%s=%s' % (name, record[name]))
+            parts.append('%s=%s' % (name, _text(record[name])))
     if record.get('event') is not None:
-        parts.append('event=%s' % record['event'])
+        parts.append('event=%s' % _text(record['event']))
     if record['type'] == 'MALFORMED':
         parts.append('error=%s' % record['error'])
     if record.get('payload') is not None:
         parts.append(_truncate(_dumps(record['payload']), width))
-    return '  '.join(parts)
+    return _printable('  '.join(map(_text, parts)))
 
 
 def json_line(record, width):
@@ -361,7 +389,7 @@ def json_line(record, width):
     if len(text) > width:
         record['payload'] = _truncate(text, width)
         record['truncated'] = True
-    return _dumps(record)
+    return _printable(_dumps(record))
 
 
 def cmd_monitor(args):
@@ -448,19 +476,19 @@ def cmd_status(args):
     servers = max([n['servers'] for n in report['namespaces'].values()] or [0])
     report['servers'] = servers
     if args.json:
-        print(_dumps(report))
+        print(_printable(_dumps(report)))
     else:
         print('redis %s: version %s, ping %.3f ms' % (
             report['redis'], report['redis_version'], report['ping_ms']))
         print('key %r: %d server%s' % (args.key, servers, '' if servers == 1 else 's'))
         for nsp, entry in report['namespaces'].items():
-            print('namespace %s: %d server%s, %s sockets' % (
+            print(_printable('namespace %s: %d server%s, %s sockets' % (
                 nsp, entry['servers'], '' if entry['servers'] == 1 else 's',
-                entry.get('sockets', '?')))
+                entry.get('sockets', '?'))))
             for room, count in entry.get('sockets_per_room', {}).items():
-                print('  room %s: %d' % (room, count))
+                print(_printable('  room %s: %d' % (room, count)))
     for failure in failures:
-        print('%s: warning: %s' % (PROG, failure), file=sys.stderr)
+        print(_printable('%s: warning: %s' % (PROG, failure)), file=sys.stderr)
     if not servers:
         print('%s: error: no server answers on key %r' % (PROG, args.key),
               file=sys.stderr)
@@ -548,7 +576,8 @@ def cmd_bench(args):
         raise UsageError('--count must be at least 1')
     key = '%s-bench-%d' % (args.key, os.getpid())
     emitter = Emitter(args.url, key=key)
-    raw = redis.Redis.from_url(args.url)
+    raw = redis.Redis(connection_pool=connection.publisher_pool(
+        args.url, None, timeout=args.timeout))
     channel = protocol.Channels(key, '/').broadcast
     payload = protocol.encode_broadcast(protocol.EMITTER_UID, '/', ['bench', {'i': 0}])
     results = {'count': args.count}
@@ -690,13 +719,25 @@ def build_parser():
     return parser
 
 
-def _configure_logging(verbose):
+class _SafeFormatter(logging.Formatter):
+    """Log lines as :func:`_scrub` makes error lines."""
+
+    def __init__(self, fmt, url):
+        super().__init__(fmt)
+        self.url = url
+
+    def format(self, record):
+        return _scrub(super().format(record), self.url)
+
+
+def _configure_logging(verbose, url):
     """The package's log on stderr with ``--verbose``; otherwise silent,
     as every failure ends in the one error line of :func:`main`."""
     log = logging.getLogger('sio_redis_sync')
     if verbose:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
+        handler.setFormatter(_SafeFormatter(
+            '%(asctime)s %(levelname)s %(message)s', url))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
     else:
@@ -711,7 +752,11 @@ def main(argv=None):
     try:
         args = parser.parse_args(argv)
         url = args.url
-        _configure_logging(args.verbose)
+        try:
+            connection.check_url(url)
+        except ValueError as exc:  # its text is redacted already
+            raise UsageError(str(exc)) from None
+        _configure_logging(args.verbose, url)
         return args.run(args)
     except UsageError as exc:
         print('%s: error: %s' % (PROG, _scrub(str(exc), url)), file=sys.stderr)

@@ -5,6 +5,7 @@ log lines.
 Owns no connection itself (the Publisher and the Listener own theirs); nothing
 here reads or writes a socket.
 """
+import re
 import socket
 import threading
 import urllib.parse
@@ -44,22 +45,213 @@ _SENTINEL_OPTIONS = ('sentinel_kwargs', 'min_other_sentinels',
                      'force_master_ip')
 
 
-def redact(url):
-    """``url`` with its password (in the userinfo, or a query parameter whose
-    name contains ``password``) replaced by ``***``: the only form of a URL
-    put in a log line or an error message."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is not None:
-        userinfo, _, hostinfo = parts.netloc.rpartition('@')
-        netloc = '%s:***@%s' % (userinfo.split(':', 1)[0], hostinfo)
-        url = url.replace('//' + parts.netloc, '//' + netloc, 1)
-    if parts.query:
-        pairs = [pair.partition('=') for pair in parts.query.split('&')]
-        query = '&'.join(name + sep + ('***' if 'password' in name.lower()
-                                       else value)
-                         for name, sep, value in pairs)
-        url = url.replace('?' + parts.query, '?' + query, 1)
-    return url
+# what a URL, an exception text or a repr may carry a secret in: a URL's
+# userinfo (everything from its "://" to its last "@"), a query parameter or
+# a ``name=value`` / ``'name': 'value'`` pair whose name says it is one
+_SECRET_NAME = re.compile(r'pass|secret|token|credential|auth', re.I)
+_PARAM = re.compile(r'[?&;]([^=&;?#\s]*)=')
+_NEXT_PARAM = re.compile(r'[&;][A-Za-z_][A-Za-z0-9_.-]*=')
+_PAIR = re.compile(r"""([\w.-]*(?:pass|secret|token|credential)[\w.-]*)
+                       (['"]?\s*[=:]\s*)   # = or ': '
+                       (?:(['"])(.*?)(?<!\\)\3   # a quoted value
+                        |[^\s,;&)>'"]*)     # or a bare one""",
+                   re.I | re.X)
+_URL_START = re.compile(r'\s*[A-Za-z][A-Za-z0-9+.-]*://')
+_URL_TOKEN = re.compile(r'\S*(?:://|@)\S*')
+_USERNAME = re.compile(r'[A-Za-z0-9._~-]*\Z')
+_HIDDEN = '***'
+_ESCAPE_HINT = 'write / ? # @ in a password as %2F %3F %23 %40'
+# one host[:port] of a URL's host list
+_HOST = re.compile(r'(\[[0-9A-Fa-f:.]*\]|[A-Za-z0-9._~%-]*)(:[0-9]*)?\Z')
+
+
+def _url_spans(url):
+    """The ``(start, end)`` spans of ``url`` that may hold a secret: the
+    password of the userinfo (the whole userinfo unless it is a plain user
+    name; it ends at the last ``@``, so a password with an unescaped ``/``,
+    ``?``, ``#``, ``@`` or ``:`` is covered whole), and the value of every
+    query parameter named like a password (up to the next ``&name=``)."""
+    spans = []
+    start = url.find('://')
+    start = 0 if start < 0 else start + 3
+    at = url.rfind('@')
+    if at >= start:
+        colon = url.find(':', start, at)
+        user_end = at if colon < 0 else colon
+        hosts = re.match(r'[^/?#]*', url[at + 1:]).group()
+        if not all(_HOST.match(host) for host in hosts.split(',')):
+            # no host list after it: the last "@" is the password's own
+            spans.append((start, at + 1 + len(hosts)))
+        elif not _USERNAME.match(url, start, user_end):
+            spans.append((start, at))  # no plain user name: all of it
+        elif colon >= 0:
+            spans.append((colon + 1, at))
+    for match in _PARAM.finditer(url):
+        if _SECRET_NAME.search(urllib.parse.unquote(match.group(1))):
+            following = _NEXT_PARAM.search(url, match.end())
+            spans.append((match.end(),
+                          following.start() if following else len(url)))
+    return sorted((a, b) for a, b in spans if b > a)
+
+
+def _hide_spans(text, spans):
+    merged = []
+    for start, end in spans:  # sorted by start
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    out, done = [], 0
+    for start, end in merged:
+        out.append(text[done:start])
+        out.append(_HIDDEN)
+        done = end
+    out.append(text[done:])
+    return ''.join(out)
+
+
+def _secret_pattern(secret):
+    """A regex matching ``secret`` as written, percent-encoded (any case,
+    ``+`` for a space) or escaped as in a repr, character by character."""
+    parts = []
+    for char in secret:
+        forms = {re.escape(char),
+                 re.escape(''.join('%%%02x' % b for b in char.encode('utf-8'))),
+                 re.escape(repr(char)[1:-1]),
+                 re.escape(char.encode('unicode_escape').decode('ascii'))}
+        if char == ' ':
+            forms.add(r'\+')
+        parts.append('(?:%s)' % '|'.join(sorted(forms, key=len, reverse=True)))
+    pattern = ''.join(parts)
+    if len(secret) < 4:  # a short one only as a word of its own
+        pattern = r'(?<![A-Za-z0-9])%s(?![A-Za-z0-9])' % pattern
+    return re.compile(pattern, re.I)
+
+
+def _secrets_of(value):
+    """The strings to hide for ``value``: a password itself, or for a URL
+    of a scheme this package accepts each part :func:`_url_spans` finds in
+    it, as written and decoded."""
+    name, sep, _ = value.partition('://')
+    if not sep or name.lower() not in _SCHEMES:
+        return {value}
+    found = set()  # a URL: not itself (redact() shows it redacted)
+    for start, end in _url_spans(value):
+        found.add(value[start:end])
+        found.add(urllib.parse.unquote(value[start:end]))
+        found.add(urllib.parse.unquote_plus(value[start:end]))
+    return found
+
+
+def redact(text, secrets=()):
+    """``text`` with every secret it may hold replaced by ``***``: the only
+    form of a URL, a client description, a repr or an exception text put in
+    a log line, an error message or CLI output.
+
+    A text that starts with ``scheme://`` is read as one URL (however
+    malformed): its userinfo password, up to the last ``@``, and every query
+    parameter named like a password (``password=``, ``sentinel_password=``)
+    are hidden. In any other text, every word holding ``://`` or ``@`` is
+    read so, and ``name=value`` or ``'name': 'value'`` pairs whose name
+    says ``pass``, ``secret``, ``token`` or ``credential`` are hidden too
+    (redis-py 6 puts ``password=...`` in a connection's repr).
+
+    :param secrets: passwords (or URLs: their passwords) to hide wherever
+                    they appear in ``text``, as written or percent-encoded.
+    """
+    if not isinstance(text, str):
+        text = str(text)
+    if isinstance(secrets, str):
+        secrets = (secrets,)
+    hidden = set()
+    for secret in secrets:
+        if secret:
+            hidden |= _secrets_of(str(secret))
+    for secret in sorted((s for s in hidden if s), key=len, reverse=True):
+        text = _secret_pattern(secret).sub(_HIDDEN, text)
+    if _URL_START.match(text):
+        text = _hide_spans(text, _url_spans(text))
+    else:
+        text = _URL_TOKEN.sub(
+            lambda m: _hide_spans(m.group(), _url_spans(m.group())), text)
+    return _PAIR.sub(lambda m: m.group(1) + m.group(2) + (
+        m.group(3) + _HIDDEN + m.group(3) if m.group(3) else _HIDDEN), text)
+
+
+def describe(client):
+    """How log lines and errors name the Redis server of ``client`` (a
+    ``redis.Redis``, or anything with a ``connection_pool``): its address
+    and database from the pool's connection options (``redis://host:port/db``,
+    ``rediss://...``, ``unix:///path?db=n``, or a Sentinel service), never
+    its repr, which may hold the password."""
+    pool = getattr(client, 'connection_pool', None)
+    kwargs = getattr(pool, 'connection_kwargs', None) or {}
+    db = kwargs.get('db', 0)
+    service = getattr(pool, 'service_name', None)
+    if service is not None:
+        return 'redis+sentinel service %s/%s' % (service, db)
+    if kwargs.get('path'):
+        return 'unix://%s?db=%s' % (kwargs['path'], db)
+    if 'host' not in kwargs:
+        nodes = getattr(getattr(client, 'nodes_manager', None),
+                        'startup_nodes', None)
+        if nodes:
+            return 'Redis Cluster %s' % ','.join(sorted(nodes))
+        return 'a %s client' % type(client).__name__
+    connection_class = getattr(pool, 'connection_class', None)
+    tls = connection_class is not None and \
+        issubclass(connection_class, redis.SSLConnection)
+    host = kwargs.get('host', 'localhost')
+    return '%s://%s:%s/%s' % ('rediss' if tls else 'redis',
+                              '[%s]' % host if ':' in host else host,
+                              kwargs.get('port', 6379), db)
+
+
+def secrets(url=None, options=None, client=None):
+    """The passwords a publisher or listener knows of, for :func:`redact`:
+    the URL itself (its password found there), ``options``' ``password``
+    (and ``sentinel_kwargs``'), and those of ``client``'s pool."""
+    found = [url] if isinstance(url, str) else []
+    sources = [options or {}]
+    pool = getattr(client, 'connection_pool', None)
+    sources.append(getattr(pool, 'connection_kwargs', None) or {})
+    manager = getattr(pool, 'sentinel_manager', None)
+    sources.append(getattr(manager, 'sentinel_kwargs', None) or {})
+    sources += [source['sentinel_kwargs'] for source in sources
+                if isinstance(source.get('sentinel_kwargs'), dict)]
+    for source in sources:
+        for name, value in source.items():
+            if isinstance(value, str) and value and _SECRET_NAME.search(name):
+                found.append(value)
+    return tuple(found)
+
+
+def _check_shape(url):
+    """Refuse a URL with an ``@`` after its host (outside a password query
+    value): a password with an unescaped ``/``, ``?`` or ``#``, which
+    redis-py would read as a host, port or socket path (and look it up in
+    the DNS, or quote it in its errors)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:
+        raise _bad_url(url, exc) from None
+    after = url.find('//') + 2 + len(parts.netloc) if '//' in url else 0
+    secret_values = [span for span in _url_spans(url) if span[0] > after]
+    for at in (i for i in range(after, len(url)) if url[i] == '@'):
+        if not any(start <= at < end for start, end in secret_values):
+            raise ValueError(
+                'invalid Redis URL %s: an @ after its host (%s)'
+                % (redact(url), _ESCAPE_HINT))
+
+
+def _bad_url(url, exc):
+    """A ValueError for a URL redis-py or urllib could not parse: redis-py's
+    own text may quote a piece of the password (a password with an unescaped
+    ``/`` is read as a port), so it is replaced when it does."""
+    reason = redact(str(exc), (url,))
+    if 'port' in reason.lower():
+        reason = 'its port is not a number (%s)' % _ESCAPE_HINT
+    return ValueError('invalid Redis URL %s: %s' % (redact(url), reason))
 
 
 def keepalive_options():
@@ -75,12 +267,16 @@ def scheme(url):
 
     :raises ValueError: for any other scheme.
     """
-    name = urllib.parse.urlsplit(url).scheme.lower()
+    try:
+        name = urllib.parse.urlsplit(url).scheme.lower()
+    except ValueError as exc:
+        raise _bad_url(url, exc) from None
     try:
         return _SCHEMES[name]
     except KeyError:
+        shown = redact(url)
         raise ValueError('unsupported Redis URL scheme %r in %s; use one of %s'
-                         % (name, redact(url),
+                         % (name if name in shown.lower() else _HIDDEN, shown,
                             ', '.join(s + '://' for s in _SCHEMES))) from None
 
 
@@ -91,8 +287,11 @@ def _address(address, url):
         host, _, port = address.rpartition(':')
     host = host.strip('[]')
     if not host or not port.isdigit():
+        shown = redact(url)
+        # only what the redacted URL shows: a password with an unescaped
+        # "/" ends the address list inside it
         raise ValueError('bad sentinel address %r in %s; expected host:port'
-                         % (address, redact(url)))
+                         % (address if address in shown else _HIDDEN, shown))
     return host, int(port)
 
 
@@ -110,7 +309,10 @@ def parse_sentinel_url(url):
              query options.
     :raises ValueError: if the URL is not one.
     """
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:
+        raise _bad_url(url, exc) from None
     if _SCHEMES.get(parts.scheme.lower()) != _SENTINEL:
         raise ValueError('not a Sentinel URL: %s' % redact(url))
     hosts = parts.netloc.rpartition('@')[2]
@@ -121,7 +323,10 @@ def parse_sentinel_url(url):
             'the Sentinel URL %s must end with /db/service_name (as in '
             'redis+sentinel://host:26379/0/mymaster)' % redact(url))
     # redis-py parses the query as in any URL of its own
-    options = parse_url('redis://?' + parts.query) if parts.query else {}
+    try:
+        options = parse_url('redis://?' + parts.query) if parts.query else {}
+    except ValueError as exc:
+        raise _bad_url(url, exc) from None
     options.setdefault('db', int(path[0]))
     if parts.username:
         options['username'] = urllib.parse.unquote(parts.username)
@@ -141,6 +346,7 @@ def _options(url, options, timeout, forced):
              ``(sentinels, service_name)`` of a Sentinel URL.
     """
     kind = scheme(url)
+    _check_shape(url)
     options = dict(options or {})
     sentinel = None
     if kind == _SENTINEL:
@@ -150,7 +356,10 @@ def _options(url, options, timeout, forced):
     else:
         url = kind + url[url.index(':'):]  # valkey://, or REDIS://
         connection_class = options.get('connection_class')
-        options.update(parse_url(url))
+        try:
+            options.update(parse_url(url))
+        except ValueError as exc:
+            raise _bad_url(url, exc) from None
         if connection_class is not None:
             options['connection_class'] = connection_class
     options.pop('max_connections', None)
@@ -185,6 +394,16 @@ class CountingPool(redis.BlockingConnectionPool):
         super().reset()
         self._count_lock = threading.Lock()
         self.connections_opened = 0
+
+    def after_fork(self):
+        """In a forked child: new locks, and the parent's connections
+        forgotten without being closed (their sockets are the parent's)."""
+        for name in ('_fork_lock', '_lock'):
+            lock = getattr(self, name, None)
+            if lock is not None:  # as redis-py made it
+                setattr(self, name, threading.RLock()
+                        if 'RLock' in type(lock).__name__ else threading.Lock())
+        self.reset()
 
     def make_connection(self):
         connection = super().make_connection()
@@ -247,6 +466,10 @@ def _pool(url, options, max_connections, timeout, **forced):
     sentinel_kwargs = dict(manager_options.pop('sentinel_kwargs', None) or {
         name: value for name, value in options.items()
         if name.startswith('socket_')})
+    # the URL's ?sentinel_password= (and ?sentinel_username=) are theirs
+    for name in ('sentinel_username', 'sentinel_password'):
+        if name in options:
+            sentinel_kwargs[name[len('sentinel_'):]] = options.pop(name)
     sentinel_kwargs['retry'] = Retry(NoBackoff(), 0)
     _bound(sentinel_kwargs, timeout)
     options.setdefault('connection_class', SentinelManagedSSLConnection
@@ -256,6 +479,17 @@ def _pool(url, options, max_connections, timeout, **forced):
         sentinel_manager=Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs,
                                   **manager_options),
         max_connections=max_connections, timeout=timeout, **options)
+
+
+def check_url(url):
+    """Parse ``url`` as the pools will (no I/O).
+
+    :raises ValueError: naming what is wrong, with the URL redacted.
+    """
+    if not isinstance(url, str):
+        raise ValueError('a Redis URL must be a string, got %s'
+                         % type(url).__name__)
+    _options(url, None, PUBLISH_TIMEOUT, {})
 
 
 def publisher_pool(url, options, max_connections=MAX_CONNECTIONS,
@@ -317,4 +551,9 @@ def cluster_client(url, options, timeout=PUBLISH_TIMEOUT,
     for name in ('socket_timeout', 'socket_connect_timeout'):
         if options.get(name) is None or options[name] > timeout:
             options[name] = timeout
+    _check_shape(url)
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        raise _bad_url(url, exc) from None
     return RedisCluster.from_url(url, max_connections=max_connections, **options)

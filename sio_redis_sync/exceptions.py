@@ -1,12 +1,8 @@
 """Exceptions raised by sio_redis_sync.
 
-Owns the error hierarchy only; nothing here does I/O or knows about Redis.
+Owns the error hierarchy only; nothing here does I/O (error texts are
+redacted with :func:`sio_redis_sync.connection.redact`).
 """
-import re
-
-
-# redis-py 6 puts a connection's repr, password included, in some errors
-_PASSWORD = re.compile(r'(password=)[^,)>\s]*')
 
 
 class SioRedisError(Exception):
@@ -27,14 +23,24 @@ class PublishError(SioRedisError):
     The Redis exception that caused it is chained as ``__cause__``.
 
     :param channel: the channel the message was meant for.
+    :param cause: the exception that made it fail; its text is redacted,
+                  and so are its ``args`` (redis-py 6 puts a connection's
+                  repr, password included, in some errors).
+    :param secrets: passwords to hide too, wherever they appear in it (see
+                    :func:`sio_redis_sync.connection.redact`).
     """
 
-    def __init__(self, channel, cause):
+    def __init__(self, channel, cause, secrets=()):
+        from .connection import redact  # the one redaction, kept out of imports
         self.channel = channel
-        super().__init__(
-            'could not publish to Redis channel %r: %s: %s'
-            % (channel, type(cause).__name__,
-               _PASSWORD.sub(r'\1***', str(cause))))
+        text = str(cause)
+        shown = redact(text, secrets)
+        if shown != text:
+            # the cause is chained and shown in tracebacks: redacted too
+            cause.args = tuple(redact(arg, secrets) if isinstance(arg, str)
+                               else arg for arg in cause.args)
+        super().__init__('could not publish to Redis channel %r: %s: %s'
+                         % (channel, type(cause).__name__, shown))
 
 
 class PartialDelivery(PublishError):

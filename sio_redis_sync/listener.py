@@ -10,6 +10,9 @@ import time
 
 import redis
 
+from .connection import redact
+from .exceptions import ProtocolError
+
 logger = logging.getLogger('sio_redis_sync')
 
 # How long one wait for data lasts before the loop looks at stop, new
@@ -50,12 +53,19 @@ class Listener:
                        itself ends a sharded subscription that is still
                        wanted (its slot moved to another node); without it
                        the channel is subscribed again here.
+    :param secrets: passwords to hide in the error texts it logs (see
+                    :func:`sio_redis_sync.connection.secrets`).
+
+    A :class:`~sio_redis_sync.ProtocolError` from ``callback`` (a malformed
+    message) is logged as one warning line without a traceback and counted
+    in :attr:`dropped_malformed`; any other exception is logged with its
+    traceback (a bug); either way the loop goes on.
     """
 
     def __init__(self, connect, callback, log=None, where='Redis',
                  health_check_interval=HEALTH_CHECK_INTERVAL,
                  health_check_timeout=HEALTH_CHECK_TIMEOUT, sharded=False,
-                 on_dropped=None):
+                 on_dropped=None, secrets=()):
         self._connect = connect
         self._sharded = sharded
         self._on_dropped = on_dropped
@@ -65,6 +75,7 @@ class Listener:
         self._callback = callback
         self._log = log or logger
         self._where = where
+        self._secrets = secrets
         self._health_interval = health_check_interval
         self._health_timeout = health_check_timeout
         self._lock = threading.Lock()
@@ -84,6 +95,8 @@ class Listener:
         self.settled = threading.Event()
         #: how many times it has connected (more than 1: it reconnected)
         self.connections = 0
+        #: messages ``callback`` refused with a ProtocolError
+        self.dropped_malformed = 0
 
     def subscriptions(self):
         """The wanted ``(channels, patterns)``, as sorted lists of str."""
@@ -114,6 +127,19 @@ class Listener:
     def stop(self):
         """Ask the loop to end; it closes the connection on its way out."""
         self._stop.set()
+
+    def after_fork(self):
+        """In a forked child: the loop's thread did not survive the fork, so
+        this copy is left stopped (:meth:`run` returns at once; make a new
+        Listener to listen), with a new lock, and its connection forgotten
+        without being closed (the socket is still the parent's)."""
+        self._lock = threading.Lock()
+        self._pubsub = None
+        self._stop = threading.Event()
+        self._stop.set()
+        self.stopped = threading.Event()
+        self.stopped.set()
+        self.ready = threading.Event()
 
     def run(self):
         """The loop: run it as a background task; returns after :meth:`stop`."""
@@ -152,12 +178,13 @@ class Listener:
                 self._log.warning(
                     'still no Redis subscriber connection to %s after %.0f s '
                     'and %d attempts (%s: %s); retrying every %.1f s',
-                    self._where, down_for, failures, type(exc).__name__, exc,
-                    BACKOFF_MAX)
+                    self._where, down_for, failures, type(exc).__name__,
+                    self._text(exc), BACKOFF_MAX)
             else:
                 self._log.warning(
                     'Redis subscriber connection to %s lost (%s: %s); '
-                    'reconnecting', self._where, type(exc).__name__, exc)
+                    'reconnecting', self._where, type(exc).__name__,
+                    self._text(exc))
         else:  # a bug, not Redis: say where, and keep listening
             self._log.exception('unexpected error in the Redis listener of %s; '
                                 'reconnecting', self._where)
@@ -215,13 +242,26 @@ class Listener:
             raise redis.TimeoutError(
                 'no answer to PING within %.1f s' % self._health_timeout)
 
+    def _text(self, exc):
+        """``exc``'s text, redacted (redis-py 6 may put a connection's repr,
+        password included, in it), or its type if it has none to give."""
+        try:
+            return redact(str(exc), self._secrets)
+        except Exception:  # a hostile __str__ must not escape from here
+            return '<%s>' % type(exc).__name__
+
     def _deliver(self, message):
         try:
             self._callback(message['channel'], message.get('pattern'),
                            message['data'])
+        except ProtocolError as exc:  # malformed input: one line, no traceback
+            self.dropped_malformed += 1
+            self._log.warning('dropped a malformed message on %r: %s',
+                              message['channel'], self._text(exc))
         except Exception as exc:  # a handler bug must not kill the listener
-            self._log.exception('error handling a message from channel %r: %s',
-                                message['channel'], exc)
+            self._log.error('error handling a message from channel %r: %s: %s',
+                            message['channel'], type(exc).__name__,
+                            self._text(exc), exc_info=exc)
 
     def _open(self):
         self._pubsub = self._connect()

@@ -7,6 +7,7 @@ threads and greenlets); never touches a subscriber connection.
 import functools
 import inspect
 import logging
+import queue
 import threading
 import time
 
@@ -20,6 +21,14 @@ from .transport import PUBLISH_ERRORS, numsub
 logger = logging.getLogger('sio_redis_sync')
 # first pause between two attempts; doubled each time, within the deadline
 RETRY_DELAY = 0.05
+
+
+class PublisherClosed(Exception):
+    """The cause of the :class:`~sio_redis_sync.PublishError` of a publish
+    made after (or while) its publisher's ``close()`` ran."""
+
+    def __init__(self):
+        super().__init__('the publisher was closed (close() was called)')
 
 
 class _NotSent(Exception):
@@ -80,13 +89,21 @@ class Publisher:
             self._owns_client = True
         else:
             self.client = client
-            self.where = repr(client)
+            # never repr(client): redis-py 6 puts the password in it
+            self.where = connection.describe(client)
             self._owns_client = False
+        #: what error texts must not show (see connection.redact)
+        self._secrets = connection.secrets(url, options, client)
         self.timeout = timeout
         self.retries = retries
         self.sleep = sleep
         self._log = log or logger
         self._lock = threading.Lock()
+        # set by close(): no connection is taken any more
+        self._closed = False
+        # connections this publisher has taken from the pool and not given
+        # back: close() leaves them to the publish using them
+        self._in_use = set()
         self.published = 0
         self.failures = 0
         #: publishes that raised PartialDelivery
@@ -101,8 +118,11 @@ class Publisher:
     def numsub(self, channel):
         """How many subscribers ``channel`` has (``PUBSUB NUMSUB``).
 
-        :raises sio_redis_sync.PublishError: if Redis cannot be asked.
+        :raises sio_redis_sync.PublishError: if Redis cannot be asked, or
+            the publisher is closed.
         """
+        if self._closed:
+            raise PublishError(channel, PublisherClosed())
         return numsub(self.client, channel)
 
     def publish(self, channel, payload, channels=None):
@@ -114,7 +134,8 @@ class Publisher:
                          :class:`~sio_redis_sync.delivery.DeliveryCheck`).
         :return: how many subscribers received it.
         :raises sio_redis_sync.PublishError: when Redis could not take it
-            within the deadline; logged with the cause, and counted.
+            within the deadline (logged with the cause, and counted), or
+            when the publisher is closed (its cause a :class:`PublisherClosed`).
         :raises sio_redis_sync.PartialDelivery: when it reached fewer
             servers than usual because some were subscribing again.
         """
@@ -124,7 +145,11 @@ class Publisher:
         while True:
             attempts += 1
             try:
+                if self._closed:  # also for subclasses' own _publish_once
+                    raise PublisherClosed()
                 receivers = self._publish_once(channel, payload)
+            except PublisherClosed as exc:
+                self._refuse(channel, exc)
             except _NotSent as exc:
                 self._failed_at = time.monotonic()
                 if attempts > self.retries or \
@@ -153,9 +178,10 @@ class Publisher:
         :raises sio_redis_sync.PartialDelivery: see :meth:`publish`.
         """
         started = time.monotonic()
-        pool = self.client.connection_pool
         try:
-            conn = _checkout(pool)
+            conn = self._take()
+        except PublisherClosed as exc:
+            self._refuse(messages[0][0], exc)
         except PUBLISH_ERRORS as exc:
             self._fail(messages[0][0], exc, 1, started)
         refused = None
@@ -180,7 +206,7 @@ class Publisher:
             conn.disconnect()
             self._fail(messages[0][0], exc, 1, started)
         finally:
-            pool.release(conn)
+            self._give_back(conn)
         if refused is not None:
             self._fail(refused[0], refused[1], 1, started)
         with self._lock:
@@ -191,6 +217,8 @@ class Publisher:
         return results
 
     def _check_delivery(self, channels, channel, receivers):
+        if self._closed:
+            return  # sent; nothing to compare with any more
         try:
             if channel == channels.request:
                 self.delivery.check(channel, channel, channel, receivers)
@@ -211,10 +239,32 @@ class Publisher:
         except PublishError as exc:  # NUMSUB failed: Redis went away again
             self._fail(channels.request, exc.__cause__, 1, time.monotonic())
 
+    def _take(self):
+        """A connection of the pool, this publisher's until :meth:`_give_back`.
+
+        :raises PublisherClosed: once :meth:`close` has run.
+        """
+        if self._closed:
+            raise PublisherClosed()
+        conn = _checkout(self.client.connection_pool)
+        with self._lock:
+            if not self._closed:
+                self._in_use.add(conn)
+                return conn
+        self._give_back(conn)  # close() ran meanwhile
+        raise PublisherClosed()
+
+    def _give_back(self, conn):
+        with self._lock:
+            self._in_use.discard(conn)
+            closed = self._closed
+        if closed and self._owns_client:
+            conn.disconnect()  # close() left it to this publish
+        self.client.connection_pool.release(conn)
+
     def _publish_once(self, channel, payload):
-        pool = self.client.connection_pool
         try:
-            conn = _checkout(pool)
+            conn = self._take()
         except PUBLISH_ERRORS as exc:
             raise _NotSent(exc) from exc
         try:
@@ -229,13 +279,20 @@ class Publisher:
                 conn.disconnect()
                 raise
         finally:
-            pool.release(conn)
+            self._give_back(conn)
+
+    def _refuse(self, channel, cause):
+        with self._lock:
+            self.failures += 1
+        error = PublishError(channel, cause)
+        self._log.debug('%s (Redis %s)', error, self.where)
+        raise error from cause
 
     def _fail(self, channel, cause, attempts, started):
         self._failed_at = time.monotonic()
         with self._lock:
             self.failures += 1
-        error = PublishError(channel, cause)
+        error = PublishError(channel, cause, self._secrets)
         self._log.error('%s (Redis %s, %d attempt%s in %.2f s)', error,
                         self.where, attempts, 's' if attempts > 1 else '',
                         time.monotonic() - started)
@@ -252,7 +309,61 @@ class Publisher:
         return getattr(self.client.connection_pool, 'connections_opened', None)
 
     def close(self):
-        """Release the pool's connections (only those of a pool it made)."""
+        """Stop publishing: every publish from now on, and one under way
+        that has no connection yet, raises :class:`~sio_redis_sync.
+        PublishError` (caused by :class:`PublisherClosed`); one that is
+        already sending finishes (its message may be delivered) and its
+        connection is closed when it is given back. The idle connections
+        are closed now (only those of a pool it made). See :meth:`reopen`.
+        """
+        self._shut()
         if self._owns_client:
-            self.client.close()
-            self.client.connection_pool.disconnect()
+            pool = self.client.connection_pool
+            _disconnect_idle(pool)
+            for sentinel in getattr(getattr(pool, 'sentinel_manager', None),
+                                    'sentinels', ()):
+                sentinel.connection_pool.disconnect(inuse_connections=False)
+
+    def _shut(self):
+        with self._lock:
+            self._closed = True
+
+    @property
+    def closed(self):
+        """True after :meth:`close` (until :meth:`reopen`)."""
+        return self._closed
+
+    def reopen(self):
+        """Publish again after :meth:`close` (connections are made anew)."""
+        with self._lock:
+            self._closed = False
+
+    def after_fork(self):
+        """Make this publisher usable in a forked child: new locks, and the
+        connections inherited from the parent forgotten without being closed
+        (their sockets are still the parent's). Call it in the child only."""
+        self._lock = threading.Lock()
+        self._in_use = set()
+        self._failed_at = None
+        self.delivery = DeliveryCheck(self.numsub, self.sleep)
+        if self._owns_client:
+            self.client.connection_pool.after_fork()
+
+
+def _disconnect_idle(pool):
+    """Close the connections waiting in ``pool`` (a BlockingConnectionPool),
+    not those in use: taken out of its queue first, so no thread can pick one
+    up while it is being closed, then put back."""
+    idle = []
+    while True:
+        try:
+            idle.append(pool.pool.get_nowait())
+        except queue.Empty:
+            break
+    try:
+        for conn in idle:
+            if conn is not None:
+                conn.disconnect()
+    finally:
+        for conn in idle:
+            pool.pool.put_nowait(conn)

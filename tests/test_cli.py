@@ -6,6 +6,7 @@ is installed with its console script, as ``sio-redis-sync``.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,8 @@ import pytest
 
 from nodepeers import NodeClient, NodeServer
 from rig import PyClient, PyServer, free_port, wait_until
+from servers import ServerProcess
+from sio_redis_sync import protocol
 
 SCRIPT = os.path.join(os.path.dirname(sys.executable), 'sio-redis-sync')
 
@@ -349,3 +352,112 @@ def test_bench_runs_its_workload(redis_url, key):
                  'listener_per_s', 'emitter_ratio', 'listener_ratio'):
         assert report[name] > 0, name
     assert 'listener receive' in result.stderr
+
+
+# ------------------------------------------------------------- hardening
+
+# what a terminal acts on: C0/C1 controls, DEL, bidi overrides
+_CONTROLS = re.compile('[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e'
+                       '\u2066-\u2069]')
+HOSTILE = '\x1b]0;pwned\x07\x1b[2J\x9b31m\u202e\x00\x7f'
+
+
+@pytest.mark.parametrize('json_form', [False, True])
+def test_monitor_escapes_terminal_controls(redis_url, key, redis_client, json_form):
+    nested = {'k' + HOSTILE: [HOSTILE, {'deeper': [HOSTILE, b'\x1b']}]}
+    monitor = Monitor(*(['--json'] if json_form else []), '--url', redis_url,
+                      '--key', key, '--count', 3, '--width', 100000)
+    redis_client.publish(key + '#/#', protocol.encode_broadcast(
+        'u' + HOSTILE, '/', ['ev' + HOSTILE, nested], ['r' + HOSTILE]))
+    redis_client.publish(key + '-request#/#', json.dumps(
+        {'type': 99, 'uid': HOSTILE}).encode())  # malformed: its error line
+    redis_client.publish(key + '#/#', b'\xc1' + HOSTILE.encode())
+    assert monitor.process.wait(30) == 0
+    monitor.stop()
+    assert len(monitor.lines) == 3, monitor.lines
+    for line in monitor.lines + monitor.stderr:
+        assert not _CONTROLS.search(line), repr(line)
+    if json_form:  # escaped losslessly: the same strings once decoded
+        broadcast = monitor.records()[0]
+        assert broadcast['event'] == 'ev' + HOSTILE
+        assert broadcast['payload'] == [{'k' + HOSTILE: [
+            HOSTILE, {'deeper': [HOSTILE, {'$bin': 'Gw=='}]}]}]
+        assert broadcast['rooms'] == ['r' + HOSTILE]
+    else:
+        assert '\\u001b]0;pwned\\u0007' in monitor.lines[0]
+
+
+def test_monitor_survives_deep_nesting(redis_url, key, redis_client):
+    monitor = Monitor('--json', '--url', redis_url, '--key', key, '--count', 3)
+    for depth in (900, 100000):
+        deep = b'\x91' * depth + b'\xa1x'  # msgpack [[[...'x'...]]]
+        redis_client.publish(key + '#/#', b'\x93\xa1u\x82\xa4type\x02\xa4data'
+                             b'\x92\xa2ev' + deep + b'\x83\xa5rooms\x90\xa6except'
+                             b'\x90\xa5flags\x80')
+    redis_client.publish(key + '#/#', protocol.encode_broadcast('u', '/', ['after']))
+    assert monitor.process.wait(30) == 0, monitor.stderr
+    monitor.stop()
+    first, second, after = monitor.records()
+    assert first['type'] in ('BROADCAST', 'MALFORMED')
+    assert second['type'] in ('BROADCAST', 'MALFORMED')
+    assert after['event'] == 'after'
+
+
+def test_monitor_and_bench_accept_every_url_form(key, redis_client):
+    server = ServerProcess(['unixsocket {dir}/redis.sock', 'unixsocketperm 700'],
+                           name='cli-unix')
+    try:
+        for url in ('valkey://127.0.0.1:%d/0' % server.port,
+                    'unix://%s/redis.sock?db=0' % server.dir):
+            monitor = Monitor('--json', '--url', url, '--key', key, '--count', 1)
+            with server.client() as admin:
+                admin.publish(key + '#/#', protocol.encode_broadcast('u', '/', ['ev']))
+            assert monitor.process.wait(30) == 0, monitor.stderr
+            monitor.stop()
+            assert monitor.records()[0]['event'] == 'ev'
+            result = cli('bench', '--count', 50, '--json', '--url', url, '--key', key)
+            assert result.returncode == 0, result.stderr
+    finally:
+        server.close()
+
+
+SECRET = 'Zxa/Zxb?Zxc#Zxd@Zxe:Zxf%Zxg'
+
+
+@pytest.mark.parametrize('url', [
+    'redis://user:%s@127.0.0.1:1/0' % SECRET,
+    'valkeys://:%s@127.0.0.1:1/0' % SECRET,
+    'unix://user:%s@/run/nothing.sock' % SECRET,
+    'redis+sentinel://:%s@127.0.0.1:1,127.0.0.1:2/0/m' % SECRET,
+    'memcached://:%s@h' % SECRET,
+    'redis://u:%s' % SECRET,
+])
+@pytest.mark.parametrize('command_args', [['status'], ['emit', 'ev'],
+                                          ['monitor', '--count', '1'],
+                                          ['bench', '--count', '1']])
+def test_malformed_urls_give_one_line_without_the_password(url, command_args):
+    result = cli(*command_args, '--url', url, timeout=60)
+    assert result.returncode in (1, 2), (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('sio-redis-sync: error: '), lines
+    assert 'Zx' not in result.stderr + result.stdout
+    assert 'Traceback' not in result.stderr
+
+
+@pytest.mark.parametrize('json_form', [False, True])
+def test_status_escapes_terminal_controls(redis_url, key, redis_client, json_form):
+    """Namespaces come from channel names anyone can subscribe to."""
+    hostile = redis_client.pubsub()
+    hostile.subscribe('%s-request#/%s#' % (key, HOSTILE))
+    hostile.get_message(timeout=5)
+    try:
+        result = cli('status', '--timeout', '0.5', '--url', redis_url, '--key', key,
+                     *(['--json'] if json_form else []))
+    finally:
+        hostile.close()
+    assert result.returncode == 1, result.stderr  # it does not answer
+    assert result.stdout and result.stderr
+    for line in (result.stdout + result.stderr).splitlines():
+        assert not _CONTROLS.search(line), repr(line)
+    if json_form:
+        assert list(json.loads(result.stdout)['namespaces']) == ['/' + HOSTILE]

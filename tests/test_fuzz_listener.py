@@ -158,3 +158,71 @@ def test_hostile_payloads_on_every_channel(redis_url, key, redis_client, caplog)
         dropped = [r for r in caplog.records if 'malformed' in r.getMessage()]
         assert len(dropped) == counters['malformed']
         assert manager.stats()['reconnects'] == 0
+
+
+class _Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError('no text for you')
+
+
+def _deep_recursion(depth=0):
+    return _deep_recursion(depth + 1)
+
+
+# what a handler of the manager may raise on bad input, by payload
+HANDLER_ERRORS = {
+    b'protocol': lambda: (_ for _ in ()).throw(ProtocolError('bad field')),
+    b'value': lambda: int('x'),
+    b'type': lambda: len(5),
+    b'key': lambda: {}['missing'],
+    b'recursion': _deep_recursion,
+    b'unprintable': lambda: (_ for _ in ()).throw(_Unprintable()),
+    b'unicode': lambda: b'\xff'.decode('utf-8'),
+}
+
+
+def test_listener_survives_every_handler_error(redis_url, key, redis_client, caplog):
+    """The listener goes on after any exception of its callback: a
+    ProtocolError is one warning line without a traceback (and counted),
+    anything else an error with its traceback; never a reconnect."""
+    import threading
+
+    import redis
+
+    from sio_redis_sync.listener import Listener
+    caplog.set_level(logging.DEBUG, logger='sio_redis_sync')
+    delivered = []
+
+    def callback(channel, pattern, data):
+        delivered.append(data)
+        if data in HANDLER_ERRORS:
+            HANDLER_ERRORS[data]()
+
+    client = redis.Redis.from_url(redis_url)
+    listener = Listener(client.pubsub, callback)
+    listener.subscribe(channels=[key])
+    thread = threading.Thread(target=listener.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(listener.ready.is_set, 10)
+        payloads = list(HANDLER_ERRORS) * 3 + [b'last']
+        for payload in payloads:
+            redis_client.publish(key, payload)
+        wait_until(lambda: delivered[-1:] == [b'last'], 20,
+                   message='every message delivered: %r' % delivered[-3:])
+        assert delivered == payloads
+        assert listener.connections == 1 and thread.is_alive()
+        assert listener.dropped_malformed == 3
+        malformed = [r for r in caplog.records if 'malformed' in r.getMessage()]
+        assert len(malformed) == 3
+        for record in malformed:
+            assert record.levelno == logging.WARNING and not record.exc_info
+            assert 'bad field' in record.getMessage()
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 3 * (len(HANDLER_ERRORS) - 1)
+        assert all(r.exc_info for r in errors)
+    finally:
+        listener.stop()
+        thread.join(5)
+        client.close()
+    assert listener.stopped.is_set()
