@@ -368,8 +368,8 @@ class LegacyBridge:
             callback = functools.partial(self._return_callback, message.host_id,
                                          *message.callback)
         targets = manager._select(message.namespace, message.rooms, message.skip)
-        manager._deliver(message.namespace, [message.event, *message.args],
-                         targets, callback)
+        manager._deliver_remote(message.namespace,
+                                [message.event, *message.args], targets, callback)
 
     def _return_callback(self, host_id, sid, namespace, callback_id, *args):
         try:
@@ -390,9 +390,9 @@ class LegacyBridge:
         if manager.server is not None and \
                 manager._is_local(message.sid, message.namespace):
             eio_sid = manager.eio_sid_from_sid(message.sid, message.namespace)
-            manager.server.start_background_task(
-                manager._disconnect_local, message.namespace,
-                {message.sid: eio_sid}, False)
+            # on the manager's bounded worker, as every remote disconnect
+            manager._submit(manager._disconnect_local, message.namespace,
+                            {message.sid: eio_sid}, False)
 
     def _on_enter_room(self, message):
         with self.manager._lock:

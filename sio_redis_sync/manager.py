@@ -59,12 +59,6 @@ def _ack_ttl(timeout_ms, ack_ttl):
     return min(seconds, ack_ttl)
 
 
-def _is_decimal(room):
-    """True for an ASCII decimal string (what Node reads as a number;
-    ``'²'.isdigit()`` is True, ``int('²')`` raises)."""
-    return room.isascii() and room.isdigit()
-
-
 def _forward(members):
     """The plain ``{sid: eio_sid}`` dict inside a room's bidict, copied from
     at C speed (python-socketio's own get_participants reads it the same way);
@@ -417,6 +411,7 @@ class RedisManager(ClusterAPI, socketio.Manager):
                 self._wire.check_server()
                 self._server_checked = True
             self._closed = False
+            self._publisher.reopen()  # close() refused every later publish
             if self.write_only or self._listener is not None:
                 return
             if self.server is not None:
@@ -990,8 +985,10 @@ class RedisManager(ClusterAPI, socketio.Manager):
 
     def _has_room(self, namespace, room):
         ns = self.rooms.get(namespace, {})
-        # Node also looks numeric room names up as numbers
-        return room in ns or (_is_decimal(room) and int(room) in ns)
+        if room in ns:
+            return True
+        number = protocol.numeric_room(room)  # Node looks these up as numbers
+        return number is not None and number in ns
 
     def _on_request(self, namespace, channel, data):
         request = protocol.decode_request(data)
@@ -1030,10 +1027,6 @@ class RedisManager(ClusterAPI, socketio.Manager):
             return
         response = envelope.response_of(message)
         if response is not None:
-            if message.type == envelope.MessageType.BROADCAST_ACK and \
-                    wires.ACK_ARGS in message.data:
-                # every value of a Python peer's client ack (Node ignores it)
-                response[wires.ACK_ARGS] = message.data[wires.ACK_ARGS]
             self._pending.feed(response['requestId'], response)
         # heartbeats and ADAPTER_CLOSE: other adapters' business
 

@@ -524,12 +524,14 @@ def _dict(value, what) -> dict:
 def _flags(value, what) -> dict:
     flags = _dict(value, what)
     if flags:
+        # any number: the receiver clamps it (NaN, negative, infinite or
+        # huge ones mean its own ack_ttl), so that a peer's odd timeout never
+        # costs the clients their event
         timeout = flags.get('timeout')
         if timeout is not None and (
-                not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
-                or not 0 <= timeout < math.inf):
-            raise ProtocolError('%s.timeout must be a finite number of ms >= 0, '
-                                'got %s' % (what, quote(timeout)))
+                not isinstance(timeout, (int, float)) or isinstance(timeout, bool)):
+            raise ProtocolError('%s.timeout must be a number of ms, got %s'
+                                % (what, quote(timeout)))
     return flags
 
 

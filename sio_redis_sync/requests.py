@@ -134,10 +134,10 @@ class Acks:
                 self.servers, acks=(len(self.replies), self.clients))
 
 
-def ack_values(response, field='args'):
+def ack_values(response):
     """Every value of one client's ack in a BROADCAST_ACK: the list in
-    ``field`` (sent by Python servers), else Node's ``packet`` alone."""
-    values = response.get(field)
+    ``packets`` (sent by Python servers), else Node's ``packet`` alone."""
+    values = response.get('packets')
     if isinstance(values, list):
         return values
     return [response.get('packet')]

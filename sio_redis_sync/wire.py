@@ -18,22 +18,11 @@ from .sharded import (ClusterListener, ClusterPublisher, ShardedPublisher,
 #: the values of RedisManager's ``mode``
 CLASSIC = 'classic'
 SHARDED = 'sharded'
-#: the field of a BROADCAST_ACK that carries every value a client acked,
-#: between Python servers (Node's ``packet`` carries the first; Node ignores
-#: unknown fields)
-ACK_ARGS = 'args'
-
-
-def _ack_fields(args):
-    """``(packet, args)`` of one client's ack values ``args`` (a list)."""
-    return (args[0] if args else None), list(args)
-
-
-def _encode_classic_ack(request_id, args):
-    packet, args = _ack_fields(args)
-    return protocol.dumps_msgpack({
-        'type': protocol.RequestType.BROADCAST_ACK.value,
-        'requestId': request_id, 'packet': packet, ACK_ARGS: args})
+def _encode_classic_ack(request_id, values):
+    """One client's ack values (a list): Node's ``packet`` (the first) and,
+    for Python servers, every value in ``packets`` (Node ignores it)."""
+    return protocol.encode_broadcast_ack(
+        request_id, values[0] if values else None, list(values))
 
 
 class ClassicWire:
@@ -53,6 +42,7 @@ class ClassicWire:
         m = self.m
         return Listener(m._new_pubsub, m._on_message, m._log,
                         where=connection.redact(m.url),
+                        secrets=connection.secrets(m.url, m.redis_options),
                         health_check_interval=m.health_check_interval,
                         health_check_timeout=m.health_check_timeout)
 
@@ -213,6 +203,7 @@ class ShardedWire(ClassicWire):
                 health_check_timeout=m.health_check_timeout)
         return Listener(m._new_pubsub, m._on_message, m._log,
                         where=connection.redact(m.url),
+                        secrets=connection.secrets(m.url, m.redis_options),
                         health_check_interval=m.health_check_interval,
                         health_check_timeout=m.health_check_timeout, sharded=True)
 
@@ -321,14 +312,13 @@ class ShardedWire(ClassicWire):
                             'sharded adapter has no such request')
 
     def answer(self, namespace, request, kind, value):
-        extra = None
-        if kind == 'ack':
-            value, extra = _ack_fields(value)
+        packets = None
+        if kind == 'ack':  # value: every value of one client's ack
+            value, packets = (value[0] if value else None), list(value)
         kind = _SHARDED_ANSWERS[kind]
         channels = self.m._channels_of(namespace)
-        data = envelope.response_data(kind, request.request_id, value)
-        if extra is not None:
-            data[ACK_ARGS] = extra
+        data = envelope.response_data(kind, request.request_id, value,
+                                      packets=packets)
         return (channels.response_for(request.uid),
                 envelope.encode_envelope(kind, data, self.m.uid, namespace),
                 None)

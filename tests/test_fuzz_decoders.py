@@ -367,9 +367,10 @@ def test_invalid_utf8_inside_strings(raw):
 
 
 @pytest.mark.parametrize('number', [float('nan'), float('inf'), -float('inf')])
-def test_non_finite_msgpack_numbers_are_no_room_count_or_timeout(number):
+def test_non_finite_msgpack_numbers_are_no_room_or_count(number):
     """msgpack may carry NaN (Node's notepack sends it as a float64) as an
-    argument; never as a room, a count or a timeout."""
+    argument, or as an ack timeout (the receiver clamps it to its ack_ttl);
+    never as a room or a count."""
     rooms = msgpack.packb(['u', {'type': 2, 'data': ['e', number], 'nsp': '/'},
                            {'rooms': [number]}])
     count = msgpack.packb({'type': 8, 'requestId': 'r', 'clientCount': number})
@@ -377,10 +378,10 @@ def test_non_finite_msgpack_numbers_are_no_room_count_or_timeout(number):
                              'packet': {'type': 2, 'data': ['e']},
                              'opts': {'flags': {'timeout': number}}})
     for decoder, payload in ((protocol.decode_broadcast, rooms),
-                             (protocol.decode_response, count),
-                             (protocol.decode_request, timeout)):
+                             (protocol.decode_response, count)):
         with pytest.raises(ProtocolError):
             decoder(payload)
+    assert protocol.decode_request(timeout).packet['data'] == ['e']
     argument = msgpack.packb(['u', {'type': 2, 'data': ['e', number]}, {}])
     assert protocol.decode_broadcast(argument).data[1] == number or \
         math.isnan(number)

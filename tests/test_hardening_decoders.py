@@ -240,16 +240,30 @@ def test_user_rooms_are_str_or_int(room):
     assert protocol.as_rooms('a') == ('a',)
 
 
-@pytest.mark.parametrize('timeout', [-1, True, 'x', float('nan'),
-                                     float('inf')], ids=repr)
-def test_ack_timeout_flag_is_a_finite_non_negative_number(timeout):
-    payload = protocol.encode_broadcast_request('u', 'r', '/', ['e'], [], [],
+def _ack_requests(timeout):
+    classic = protocol.encode_broadcast_request('u', 'r', '/', ['e'], [], [],
                                                 {'timeout': timeout})
-    with pytest.raises(ProtocolError, match='timeout'):
-        protocol.decode_request(payload)
     sharded = protocol.dumps_msgpack({
         'type': 3, 'uid': 'u', 'nsp': '/', 'data': envelope.broadcast_data(
             ['e'], flags={'timeout': timeout}, request_id='r')})
+    return classic, sharded
+
+
+@pytest.mark.parametrize('timeout', [-1, float('nan'), float('inf'), 1e300],
+                         ids=repr)
+def test_an_odd_ack_timeout_number_still_delivers(timeout):
+    """The receiver clamps any number to its ack_ttl: the event is kept."""
+    classic, sharded = _ack_requests(timeout)
+    assert protocol.decode_request(classic).packet['data'] == ['e']
+    request = envelope.request_of(envelope.decode_envelope(sharded))
+    assert request.packet['data'] == ['e']
+
+
+@pytest.mark.parametrize('timeout', [True, 'x', [1], {}], ids=repr)
+def test_ack_timeout_flag_is_a_number(timeout):
+    classic, sharded = _ack_requests(timeout)
+    with pytest.raises(ProtocolError, match='timeout'):
+        protocol.decode_request(classic)
     with pytest.raises(ProtocolError, match='timeout'):
         envelope.request_of(envelope.decode_envelope(sharded))
 
