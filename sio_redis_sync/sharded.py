@@ -5,6 +5,7 @@ Owns the publishers of sharded mode and, on a cluster, one subscriber
 connection per master (each owned by one Listener task) plus the slot map that
 tells which master a channel belongs to; moves channels when the map changes.
 """
+import functools
 import logging
 import threading
 import time
@@ -106,6 +107,7 @@ class ClusterPublisher(Publisher):
         super().__init__(client=redis.Redis(), timeout=timeout, retries=retries,
                          log=log, sleep=sleep)
         self.url = url
+        self._cluster_url = cluster_url(url)
         self.where = connection.redact(url)
         self._options = options
         self._max_connections = max_connections
@@ -118,8 +120,16 @@ class ClusterPublisher(Publisher):
         """The ``RedisCluster`` (made on first use)."""
         with self._cluster_lock:
             if self._cluster is None:
+                options = dict(self._options or {})
+                # each master's pool makes a publish wait for a connection
+                # (redis-py's default one raises at once when all are busy),
+                # within the deadline (a partial: redis-py 5.0 drops a
+                # ``timeout`` given with the options)
+                options.setdefault('connection_pool_class', functools.partial(
+                    connection.CountingPool, timeout=self.timeout))
                 self._cluster = connection.cluster_client(
-                    self.url, self._options, self.timeout, self._max_connections)
+                    self._cluster_url, options, self.timeout,
+                    self._max_connections)
             return self._cluster
 
     @client.setter
@@ -161,12 +171,39 @@ class ClusterPublisher(Publisher):
             cluster.close()
 
 
+def cluster_url(url):
+    """``url`` under the scheme redis-py knows it by (``valkey://`` is
+    ``redis://``, ``valkeys://`` is ``rediss://``).
+
+    :raises ValueError: for a scheme a Redis Cluster cannot be reached by
+                        (``unix://``, Sentinel).
+    """
+    kind = connection.scheme(url)
+    if kind not in ('redis', 'rediss'):
+        raise ValueError('a Redis Cluster is reached by redis:// or rediss:// '
+                         '(or valkey://, valkeys://), not %s' % connection.redact(url))
+    return kind + url[url.index(':'):]
+
+
 def _node_url(url, host, port):
     """``url`` (scheme, credentials, options) pointing at ``host:port``."""
-    parts = urllib.parse.urlsplit(url)
+    parts = urllib.parse.urlsplit(cluster_url(url))
     userinfo = parts.netloc.rpartition('@')[0]
     netloc = '%s%s:%d' % (userinfo + '@' if userinfo else '', host, port)
     return urllib.parse.urlunsplit((parts.scheme, netloc, '/0', parts.query, ''))
+
+
+def node_client(url, options, host, port, timeout):
+    """A client of the node at ``host:port`` of the Redis Cluster that ``url``
+    names, as every connection of this package to a cluster node is made:
+    ``options`` (``redis_options``), then what the URL says (user, password,
+    TLS and query options, which win as in redis-py's ``from_url``), one
+    attempt per command, every socket wait bounded by ``timeout``."""
+    options = connection.cluster_options(url, options)
+    for name in ('socket_timeout', 'socket_connect_timeout'):
+        if options.get(name) is None or options[name] > timeout:
+            options[name] = timeout
+    return redis.Redis.from_url(_node_url(url, host, port), **options)
 
 
 class ClusterListener:
@@ -313,8 +350,8 @@ class ClusterListener:
         answers; remember every node it names for next time."""
         error = None
         for host, port in list(self._known):
-            client = redis.Redis(host=host, port=port,
-                                 **self._node_options())
+            client = node_client(self._url, self._options, host, port,
+                                 self._health_timeout)
             try:
                 entries = client.execute_command('CLUSTER SLOTS')
             except (redis.RedisError, OSError) as exc:
@@ -341,12 +378,6 @@ class ClusterListener:
                 self._known = [(host, port)] + known
             return
         raise error or redis.ConnectionError('no node of the cluster known')
-
-    def _node_options(self):
-        options = connection.cluster_options(self._url, self._options)
-        options['socket_timeout'] = self._health_timeout
-        options['socket_connect_timeout'] = self._health_timeout
-        return options
 
     def _master_of(self, channel):
         slot = redis.crc.key_slot(channel.encode('utf-8'))
@@ -400,9 +431,8 @@ def _response_pubsub(publisher, channel):
     publisher's server, or on a cluster the master owning its slot."""
     if isinstance(publisher, ClusterPublisher):
         node = publisher.client.get_node_from_key(channel)
-        client = redis.Redis(host=node.host, port=node.port,
-                             **connection.cluster_options(publisher.url,
-                                                          publisher._options))
+        client = node_client(publisher.url, publisher._options, node.host,
+                             node.port, publisher.timeout)
         return client.pubsub(), client
     return publisher.client.pubsub(), None
 
