@@ -4,9 +4,11 @@ SSUBSCRIBE listeners, on a standalone Redis 7 or on a Redis Cluster.
 Owns the publishers of sharded mode and, on a cluster, one subscriber
 connection per master (each owned by one Listener task) plus the slot map that
 tells which master a channel belongs to; moves channels when the map changes.
+Every connection to a cluster node carries the URL's credentials and TLS.
 """
 import functools
 import logging
+import os
 import threading
 import time
 import urllib.parse
@@ -22,7 +24,7 @@ from .exceptions import PublishError, SioRedisError
 from .listener import (BACKOFF_MAX, HEALTH_CHECK_INTERVAL, HEALTH_CHECK_TIMEOUT,
                        POLL_INTERVAL, Listener)
 from .publisher import Publisher, _NotSent
-from .transport import PUBLISH_ERRORS, confirm, read_answers
+from .transport import PUBLISH_ERRORS, Answers
 
 logger = logging.getLogger('sio_redis_sync')
 #: the first Redis version with sharded Pub/Sub
@@ -426,51 +428,84 @@ class ClusterListener:
         return node
 
 
-def _response_pubsub(publisher, channel):
-    """A Pub/Sub connection where ``channel`` can be SSUBSCRIBEd: the
-    publisher's server, or on a cluster the master owning its slot."""
-    if isinstance(publisher, ClusterPublisher):
-        node = publisher.client.get_node_from_key(channel)
-        client = node_client(publisher.url, publisher._options, node.host,
-                             node.port, publisher.timeout)
-        return client.pubsub(), client
-    return publisher.client.pubsub(), None
+def decode_response(data):
+    """The response dict of a sharded answer (None for another message).
 
-
-def _decode_response(data):
+    :raises sio_redis_sync.ProtocolError: if it is malformed.
+    """
     return envelope.response_of(envelope.decode_envelope(data))
 
 
-def ask_sharded(publisher, channels, uid, entry, payload, timeout, log=logger):
-    """A request to a sharded cluster, answered on a short-lived SSUBSCRIBE
-    of ``K#N#<uid>#`` (for processes that do not listen, like the Emitter).
+class ClusterAnswers:
+    """The answers to the requests of an Emitter on a Redis Cluster: one
+    :class:`~sio_redis_sync.transport.Answers` (one connection) per master
+    owning the slot of a response channel, made as every node connection
+    (the URL's credentials and TLS, ``redis_options``).
+
+    :param publisher: the emitter's :class:`ClusterPublisher` (its slot map).
+    :param timeout: bounds every socket wait of those connections.
+    """
+
+    def __init__(self, publisher, timeout, log=None):
+        self._publisher = publisher
+        self._timeout = timeout
+        self._log = log
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._nodes = {}  # (host, port) -> Answers
+
+    def for_channel(self, channel):
+        """The answers of the master owning ``channel``'s slot now.
+
+        :raises sio_redis_sync.PublishError: if the slot map cannot be read.
+        """
+        try:
+            node = self._publisher.client.get_node_from_key(channel)
+        except _CLUSTER_RETRY as exc:
+            raise PublishError(channel, exc) from exc
+        if self._pid != os.getpid():  # a forked child: a lock of its own
+            self._pid, self._lock = os.getpid(), threading.Lock()
+        address = node.host, node.port
+        with self._lock:
+            answers = self._nodes.get(address)
+            if answers is None:
+                answers = self._nodes[address] = Answers(
+                    functools.partial(self._open, _node_url(self._publisher.url, *address)),
+                    decode_response, sharded=True, log=self._log)
+        return answers
+
+    def _open(self, url):
+        return connection.subscriber_client(url, self._publisher._options,
+                                            self._timeout).pubsub()
+
+    @property
+    def dropped_malformed(self):
+        with self._lock:
+            return sum(answers.dropped_malformed for answers in self._nodes.values())
+
+    def close(self):
+        """Close every connection (each opens again at its next request)."""
+        with self._lock:
+            nodes = list(self._nodes.values())
+        for answers in nodes:
+            answers.close()
+
+
+def ask_sharded(publisher, answers, channels, uid, entry, payload, timeout):
+    """A request to a sharded cluster, answered on ``K#N#<uid>#``, which
+    ``answers`` subscribes while requests want it (for processes that do not
+    listen, like the Emitter).
 
     :param publisher: a :class:`ShardedPublisher` or :class:`ClusterPublisher`.
+    :param answers: an :class:`~sio_redis_sync.transport.Answers` or a
+                    :class:`ClusterAnswers`.
     :param entry: ``entry(servers)`` -> the pending entry counting answers.
     :param payload: ``payload(request_id)`` -> ``(channel, bytes)``.
     :return: what the entry collected.
     :raises sio_redis_sync.RequestTimeout: after ``timeout`` seconds.
     :raises sio_redis_sync.PublishError: if Redis failed.
     """
-    from .requests import new_request_id
-    deadline = time.monotonic() + timeout
-    request_id = new_request_id()
     responses = channels.response_for(uid)
-    try:
-        pubsub, client = _response_pubsub(publisher, responses)
-    except _CLUSTER_RETRY as exc:
-        raise PublishError(responses, exc) from exc
-    try:
-        # subscribed before counting and publishing: no answer is missed
-        confirm(pubsub, 'ssubscribe', deadline, responses, responses)
-        pending = entry(publisher.numsub(channels.main))
-        if pending.done.is_set():
-            return pending.replies
-        channel, body = payload(request_id)
-        publisher.publish(channel, body)
-        return read_answers(pubsub, 'smessage', _decode_response, pending,
-                            request_id, deadline, timeout, responses, log)
-    finally:
-        pubsub.close()
-        if client is not None:
-            client.close()
+    return answers.for_channel(responses).ask(
+        [responses], lambda: publisher.numsub(channels.main), entry, payload,
+        publisher.publish, timeout)
