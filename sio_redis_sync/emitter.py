@@ -581,6 +581,7 @@ class Batch(Emitter):
         self.redis = emitter.redis
         self.key = emitter.key
         self.uid = emitter.uid
+        self._answers = emitter._answers
         self._root = self.of('/')
         self._queued = []
         #: after :meth:`execute`: how many subscribers got each message
