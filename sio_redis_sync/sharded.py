@@ -463,10 +463,8 @@ class ClusterAnswers:
             node = self._publisher.client.get_node_from_key(channel)
         except _CLUSTER_RETRY as exc:
             raise PublishError(channel, exc) from exc
-        if self._pid != os.getpid():  # a forked child: a lock of its own
-            self._pid, self._lock = os.getpid(), threading.Lock()
         address = node.host, node.port
-        with self._lock:
+        with self._locked():
             answers = self._nodes.get(address)
             if answers is None:
                 answers = self._nodes[address] = Answers(
@@ -474,18 +472,23 @@ class ClusterAnswers:
                     decode_response, sharded=True, log=self._log)
         return answers
 
+    def _locked(self):
+        if self._pid != os.getpid():  # a forked child: a lock of its own
+            self._pid, self._lock = os.getpid(), threading.Lock()
+        return self._lock
+
     def _open(self, url):
         return connection.subscriber_client(url, self._publisher._options,
                                             self._timeout).pubsub()
 
     @property
     def dropped_malformed(self):
-        with self._lock:
+        with self._locked():
             return sum(answers.dropped_malformed for answers in self._nodes.values())
 
     def close(self):
         """Close every connection (each opens again at its next request)."""
-        with self._lock:
+        with self._locked():
             nodes = list(self._nodes.values())
         for answers in nodes:
             answers.close()

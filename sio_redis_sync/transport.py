@@ -280,6 +280,10 @@ class Answers:
                 pubsub, self._pubsub = self._pubsub, None
                 self._sent.clear()
                 self._unconfirmed.clear()
+                for waiter in self._waiters:  # those that came since close()
+                    waiter.error = waiter.error or _Closed(
+                        'the response subscription was closed')
+                self._cond.notify_all()
             elif self._pubsub is None and self._wanted:
                 pubsub = self._pubsub = self._open()
             else:
