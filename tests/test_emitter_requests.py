@@ -155,9 +155,13 @@ def test_an_idle_emitter_is_not_subscribed_and_close_stops_a_request(
     makes it raise PublishError; the emitter works again afterwards."""
     url, mode, servers, clients = cluster_of_two
     emitter = Emitter(url, key=key, mode=mode)
-    release = threading.Event()
+    release, asked = threading.Event(), threading.Event()
+
+    def slow():
+        asked.set()
+        return release.wait(10) and 'late'
     for server in servers:
-        server.manager.on('slow', lambda: release.wait(10) and 'late')
+        server.manager.on('slow', slow)
     # the servers' own subscriptions (classic servers listen to the
     # response channel too)
     servers_only = response_subscribers(url, key, mode, emitter.uid)
@@ -174,8 +178,9 @@ def test_an_idle_emitter_is_not_subscribed_and_close_stops_a_request(
                 failures.append(exc)
         thread = threading.Thread(target=call)
         thread.start()
-        wait_until(lambda: response_subscribers(url, key, mode, emitter.uid) != servers_only,
-                   5, message='the request subscribed')
+        # the request is sent: it waits for its answers only
+        assert asked.wait(10)
+        assert response_subscribers(url, key, mode, emitter.uid) != servers_only
         emitter.close()
         thread.join(5)
         assert not thread.is_alive() and len(failures) == 1, failures
