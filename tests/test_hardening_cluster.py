@@ -154,3 +154,20 @@ def test_servers_and_an_emitter_on_a_cluster_with_auth_or_tls(
     for secret in (PASSWORD, quote(PASSWORD), USER_PASSWORD, quote(USER_PASSWORD)):
         assert secret not in caplog.text
 
+
+
+@pytest.mark.parametrize('scheme', ['valkey', 'valkeys'])
+def test_an_emitter_reaches_the_cluster_by_a_valkey_url(secure_cluster, key, scheme):
+    """valkey:// and valkeys:// name the same cluster (redis-py only knows
+    redis:// and rediss://): publishes, counts and requests work."""
+    url = secure_cluster.url if scheme == 'valkey' else secure_cluster.tls_url
+    url = scheme + url[url.index(':'):]
+    emitter = Emitter(url, key=key, mode='sharded', cluster=True,
+                      redis_options={'ssl_ca_certs': secure_cluster.ca}
+                      if scheme == 'valkeys' else None)
+    try:
+        assert emitter.emit('nobody', 1) == 0
+        assert emitter.server_count() == 0
+        assert emitter.fetch_sockets(timeout=5) == []
+    finally:
+        emitter.close()
