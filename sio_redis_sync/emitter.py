@@ -1,8 +1,9 @@
 """Emitter: publish to a Socket.IO cluster from any process, with no thread.
 
-Owns one bounded publisher pool and immutable broadcast operators; every call
-is one PUBLISH, byte-identical to what ``@socket.io/redis-emitter`` 5.1.0
-sends for the same call, and a failed publish raises within a deadline.
+Owns one bounded publisher pool, the one response subscription its requests
+share, and immutable broadcast operators; every emit is one PUBLISH,
+byte-identical to what ``@socket.io/redis-emitter`` 5.1.0 sends for the same
+call, and a failed publish raises within a deadline.
 """
 import functools
 import secrets
@@ -13,8 +14,9 @@ from .publisher import Publisher
 from .requests import Acks, Replies
 from .envelope import MessageType
 from .exceptions import SioRedisError
-from .sharded import ClusterPublisher, ShardedPublisher, ask_sharded
-from .transport import ask, numsub
+from .sharded import (ClusterAnswers, ClusterPublisher, ShardedPublisher,
+                      ask_sharded, decode_response)
+from .transport import Answers, numsub
 
 __all__ = ['Emitter', 'Batch', 'BroadcastOperator']
 # how long the Emitter waits for answers by default (Node's requestsTimeout)
@@ -22,6 +24,11 @@ REQUESTS_TIMEOUT = 5.0
 # @socket.io/redis-emitter refuses these: the servers reserve them
 RESERVED_EVENTS = frozenset(('connect', 'connect_error', 'disconnect',
                              'disconnecting', 'newListener', 'removeListener'))
+
+
+def _subscriber(url, options, timeout):
+    """A Pub/Sub of the response subscription, on a connection of its own."""
+    return connection.subscriber_client(url, options, timeout).pubsub()
 
 
 def _check_event(event):
@@ -292,7 +299,12 @@ class Emitter:
     """Emit to a Socket.IO cluster (Python or Node servers) through Redis.
 
     Thread-free and safe to share: each call is one PUBLISH through a
-    connection pool. Use one per process (a module-level object) in Flask
+    connection pool. Requests (:meth:`fetch_sockets`, :meth:`server_count`,
+    ...) from any number of threads share one response subscription, opened
+    at the first request on a connection of its own (one per master on a
+    Redis Cluster; on the client's pool for a client given); it is
+    subscribed only while a request waits, and the threads waiting take turns
+    reading it. Use one per process (a module-level object) in Flask
     views, Celery tasks and scripts::
 
         emitter = Emitter('redis://localhost:6379/0')
@@ -311,7 +323,10 @@ class Emitter:
     :param max_connections: the cap of the connection pool shared by every
                             thread or greenlet using this emitter (default
                             10); a publish that finds them all busy waits
-                            for one, within ``publish_timeout``.
+                            for one, within ``publish_timeout``. Requests
+                            take a connection of the pool only to count the
+                            servers and to publish; their answers arrive on
+                            the one connection of the response subscription.
     :param publish_timeout: the most one emit may take, in seconds (default
                             5): waiting for a connection, connecting,
                             retries and Redis's reply. Then it raises
@@ -373,28 +388,49 @@ class Emitter:
         self.key = key
         #: this emitter's id in the requests it sends (answers come back to it)
         self.uid = secrets.token_urlsafe(9)
+        self._answers = self._new_answers(url_or_client, redis_options,
+                                          publish_timeout, cluster)
         self._root = self.of('/')
+
+    def _new_answers(self, url_or_client, redis_options, timeout, cluster):
+        """Where the answers to this emitter's requests are read."""
+        if cluster:
+            return ClusterAnswers(self._publisher, timeout)
+        sharded = self.mode == 'sharded'
+        decode = decode_response if sharded else protocol.decode_response
+        if isinstance(url_or_client, str):
+            return Answers(functools.partial(_subscriber, url_or_client,
+                                             redis_options, timeout),
+                           decode, sharded=sharded)
+        # a connection of the user's pool, given back while no request waits
+        return Answers(url_or_client.pubsub, decode, sharded=sharded, keep=False)
 
     def _publish(self, channel, payload, channels=None):
         return self._publisher.publish(channel, payload, channels)
 
     def stats(self):
         """Counters of this emitter (in this process): ``published``,
-        ``publish_failures`` and ``connections_opened`` (by its pool; None
-        for a client given to it)."""
+        ``publish_failures``, ``partial_deliveries``, ``connections_opened``
+        (by its pool; None for a client given to it) and
+        ``dropped_malformed`` (answers to its requests that could not be
+        decoded, logged and skipped)."""
         publisher = self._publisher
         return {'published': publisher.published,
                 'publish_failures': publisher.failures,
                 'partial_deliveries': publisher.partial_deliveries,
-                'connections_opened': publisher.connections_opened}
+                'connections_opened': publisher.connections_opened,
+                'dropped_malformed': self._answers.dropped_malformed}
 
     def _ask(self, channels, entry, payload, timeout):
+        uid = self.uid
         if self.mode == 'sharded':
-            return ask_sharded(self._publisher, channels, self.uid, entry,
-                               lambda request_id: payload(self.uid, request_id),
-                               timeout)
-        return ask(self.redis, self._publish, channels, self.uid, entry,
-                   lambda request_id: payload(self.uid, request_id), timeout)
+            return ask_sharded(self._publisher, self._answers, channels, uid, entry,
+                               lambda request_id: payload(uid, request_id), timeout)
+        return self._answers.ask(
+            [channels.response, channels.response_for(uid)],
+            lambda: numsub(self.redis, channels.request), entry,
+            lambda request_id: (channels.request, payload(uid, request_id)),
+            self._publish, timeout)
 
     def of(self, namespace):
         """An operator for ``namespace`` (a missing leading ``/`` is added)."""
@@ -500,7 +536,11 @@ class Emitter:
         return self.of(namespace).server_count()
 
     def close(self):
-        """Release the connections (only those of a client it created)."""
+        """Release the connections (only those of a client it created) and
+        the response subscription; a request waiting for answers raises
+        :class:`~sio_redis_sync.PublishError`. A later call opens
+        connections again."""
+        self._answers.close()
         self._publisher.close()
 
     def pipeline(self):
@@ -541,6 +581,7 @@ class Batch(Emitter):
         self.redis = emitter.redis
         self.key = emitter.key
         self.uid = emitter.uid
+        self._answers = emitter._answers
         self._root = self.of('/')
         self._queued = []
         #: after :meth:`execute`: how many subscribers got each message

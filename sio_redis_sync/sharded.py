@@ -4,8 +4,11 @@ SSUBSCRIBE listeners, on a standalone Redis 7 or on a Redis Cluster.
 Owns the publishers of sharded mode and, on a cluster, one subscriber
 connection per master (each owned by one Listener task) plus the slot map that
 tells which master a channel belongs to; moves channels when the map changes.
+Every connection to a cluster node carries the URL's credentials and TLS.
 """
+import functools
 import logging
+import os
 import threading
 import time
 import urllib.parse
@@ -21,7 +24,7 @@ from .exceptions import PublishError, SioRedisError
 from .listener import (BACKOFF_MAX, HEALTH_CHECK_INTERVAL, HEALTH_CHECK_TIMEOUT,
                        POLL_INTERVAL, Listener)
 from .publisher import Publisher, _NotSent
-from .transport import PUBLISH_ERRORS, confirm, read_answers
+from .transport import PUBLISH_ERRORS, Answers
 
 logger = logging.getLogger('sio_redis_sync')
 #: the first Redis version with sharded Pub/Sub
@@ -106,6 +109,7 @@ class ClusterPublisher(Publisher):
         super().__init__(client=redis.Redis(), timeout=timeout, retries=retries,
                          log=log, sleep=sleep)
         self.url = url
+        self._cluster_url = cluster_url(url)
         self.where = connection.redact(url)
         self._options = options
         self._max_connections = max_connections
@@ -118,8 +122,16 @@ class ClusterPublisher(Publisher):
         """The ``RedisCluster`` (made on first use)."""
         with self._cluster_lock:
             if self._cluster is None:
+                options = dict(self._options or {})
+                # each master's pool makes a publish wait for a connection
+                # (redis-py's default one raises at once when all are busy),
+                # within the deadline (a partial: redis-py 5.0 drops a
+                # ``timeout`` given with the options)
+                options.setdefault('connection_pool_class', functools.partial(
+                    connection.CountingPool, timeout=self.timeout))
                 self._cluster = connection.cluster_client(
-                    self.url, self._options, self.timeout, self._max_connections)
+                    self._cluster_url, options, self.timeout,
+                    self._max_connections)
             return self._cluster
 
     @client.setter
@@ -161,12 +173,39 @@ class ClusterPublisher(Publisher):
             cluster.close()
 
 
+def cluster_url(url):
+    """``url`` under the scheme redis-py knows it by (``valkey://`` is
+    ``redis://``, ``valkeys://`` is ``rediss://``).
+
+    :raises ValueError: for a scheme a Redis Cluster cannot be reached by
+                        (``unix://``, Sentinel).
+    """
+    kind = connection.scheme(url)
+    if kind not in ('redis', 'rediss'):
+        raise ValueError('a Redis Cluster is reached by redis:// or rediss:// '
+                         '(or valkey://, valkeys://), not %s' % connection.redact(url))
+    return kind + url[url.index(':'):]
+
+
 def _node_url(url, host, port):
     """``url`` (scheme, credentials, options) pointing at ``host:port``."""
-    parts = urllib.parse.urlsplit(url)
+    parts = urllib.parse.urlsplit(cluster_url(url))
     userinfo = parts.netloc.rpartition('@')[0]
     netloc = '%s%s:%d' % (userinfo + '@' if userinfo else '', host, port)
     return urllib.parse.urlunsplit((parts.scheme, netloc, '/0', parts.query, ''))
+
+
+def node_client(url, options, host, port, timeout):
+    """A client of the node at ``host:port`` of the Redis Cluster that ``url``
+    names, as every connection of this package to a cluster node is made:
+    ``options`` (``redis_options``), then what the URL says (user, password,
+    TLS and query options, which win as in redis-py's ``from_url``), one
+    attempt per command, every socket wait bounded by ``timeout``."""
+    options = connection.cluster_options(url, options)
+    for name in ('socket_timeout', 'socket_connect_timeout'):
+        if options.get(name) is None or options[name] > timeout:
+            options[name] = timeout
+    return redis.Redis.from_url(_node_url(url, host, port), **options)
 
 
 class ClusterListener:
@@ -313,8 +352,8 @@ class ClusterListener:
         answers; remember every node it names for next time."""
         error = None
         for host, port in list(self._known):
-            client = redis.Redis(host=host, port=port,
-                                 **self._node_options())
+            client = node_client(self._url, self._options, host, port,
+                                 self._health_timeout)
             try:
                 entries = client.execute_command('CLUSTER SLOTS')
             except (redis.RedisError, OSError) as exc:
@@ -341,12 +380,6 @@ class ClusterListener:
                 self._known = [(host, port)] + known
             return
         raise error or redis.ConnectionError('no node of the cluster known')
-
-    def _node_options(self):
-        options = connection.cluster_options(self._url, self._options)
-        options['socket_timeout'] = self._health_timeout
-        options['socket_connect_timeout'] = self._health_timeout
-        return options
 
     def _master_of(self, channel):
         slot = redis.crc.key_slot(channel.encode('utf-8'))
@@ -395,52 +428,87 @@ class ClusterListener:
         return node
 
 
-def _response_pubsub(publisher, channel):
-    """A Pub/Sub connection where ``channel`` can be SSUBSCRIBEd: the
-    publisher's server, or on a cluster the master owning its slot."""
-    if isinstance(publisher, ClusterPublisher):
-        node = publisher.client.get_node_from_key(channel)
-        client = redis.Redis(host=node.host, port=node.port,
-                             **connection.cluster_options(publisher.url,
-                                                          publisher._options))
-        return client.pubsub(), client
-    return publisher.client.pubsub(), None
+def decode_response(data):
+    """The response dict of a sharded answer (None for another message).
 
-
-def _decode_response(data):
+    :raises sio_redis_sync.ProtocolError: if it is malformed.
+    """
     return envelope.response_of(envelope.decode_envelope(data))
 
 
-def ask_sharded(publisher, channels, uid, entry, payload, timeout, log=logger):
-    """A request to a sharded cluster, answered on a short-lived SSUBSCRIBE
-    of ``K#N#<uid>#`` (for processes that do not listen, like the Emitter).
+class ClusterAnswers:
+    """The answers to the requests of an Emitter on a Redis Cluster: one
+    :class:`~sio_redis_sync.transport.Answers` (one connection) per master
+    owning the slot of a response channel, made as every node connection
+    (the URL's credentials and TLS, ``redis_options``).
+
+    :param publisher: the emitter's :class:`ClusterPublisher` (its slot map).
+    :param timeout: bounds every socket wait of those connections.
+    """
+
+    def __init__(self, publisher, timeout, log=None):
+        self._publisher = publisher
+        self._timeout = timeout
+        self._log = log
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._nodes = {}  # (host, port) -> Answers
+
+    def for_channel(self, channel):
+        """The answers of the master owning ``channel``'s slot now.
+
+        :raises sio_redis_sync.PublishError: if the slot map cannot be read.
+        """
+        try:
+            node = self._publisher.client.get_node_from_key(channel)
+        except _CLUSTER_RETRY as exc:
+            raise PublishError(channel, exc) from exc
+        address = node.host, node.port
+        with self._locked():
+            answers = self._nodes.get(address)
+            if answers is None:
+                answers = self._nodes[address] = Answers(
+                    functools.partial(self._open, _node_url(self._publisher.url, *address)),
+                    decode_response, sharded=True, log=self._log)
+        return answers
+
+    def _locked(self):
+        if self._pid != os.getpid():  # a forked child: a lock of its own
+            self._pid, self._lock = os.getpid(), threading.Lock()
+        return self._lock
+
+    def _open(self, url):
+        return connection.subscriber_client(url, self._publisher._options,
+                                            self._timeout).pubsub()
+
+    @property
+    def dropped_malformed(self):
+        with self._locked():
+            return sum(answers.dropped_malformed for answers in self._nodes.values())
+
+    def close(self):
+        """Close every connection (each opens again at its next request)."""
+        with self._locked():
+            nodes = list(self._nodes.values())
+        for answers in nodes:
+            answers.close()
+
+
+def ask_sharded(publisher, answers, channels, uid, entry, payload, timeout):
+    """A request to a sharded cluster, answered on ``K#N#<uid>#``, which
+    ``answers`` subscribes while requests want it (for processes that do not
+    listen, like the Emitter).
 
     :param publisher: a :class:`ShardedPublisher` or :class:`ClusterPublisher`.
+    :param answers: an :class:`~sio_redis_sync.transport.Answers` or a
+                    :class:`ClusterAnswers`.
     :param entry: ``entry(servers)`` -> the pending entry counting answers.
     :param payload: ``payload(request_id)`` -> ``(channel, bytes)``.
     :return: what the entry collected.
     :raises sio_redis_sync.RequestTimeout: after ``timeout`` seconds.
     :raises sio_redis_sync.PublishError: if Redis failed.
     """
-    from .requests import new_request_id
-    deadline = time.monotonic() + timeout
-    request_id = new_request_id()
     responses = channels.response_for(uid)
-    try:
-        pubsub, client = _response_pubsub(publisher, responses)
-    except _CLUSTER_RETRY as exc:
-        raise PublishError(responses, exc) from exc
-    try:
-        # subscribed before counting and publishing: no answer is missed
-        confirm(pubsub, 'ssubscribe', deadline, responses, responses)
-        pending = entry(publisher.numsub(channels.main))
-        if pending.done.is_set():
-            return pending.replies
-        channel, body = payload(request_id)
-        publisher.publish(channel, body)
-        return read_answers(pubsub, 'smessage', _decode_response, pending,
-                            request_id, deadline, timeout, responses, log)
-    finally:
-        pubsub.close()
-        if client is not None:
-            client.close()
+    return answers.for_channel(responses).ask(
+        [responses], lambda: publisher.numsub(channels.main), entry, payload,
+        publisher.publish, timeout)

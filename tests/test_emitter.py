@@ -134,6 +134,7 @@ def test_a_malformed_answer_is_logged_and_the_request_still_completes(
     emitter = Emitter(redis_url, key=key)
     try:
         assert emitter.all_rooms(timeout=10) == {'r1'}
+        assert emitter.stats()['dropped_malformed'] == 1
     finally:
         answerer.close()
         emitter.close()
@@ -158,6 +159,7 @@ def test_a_malformed_sharded_answer_is_logged_and_the_request_still_completes(ke
     emitter = Emitter(server.url, key=key, mode='sharded')
     try:
         assert emitter.fetch_sockets(timeout=10) == []
+        assert emitter.stats()['dropped_malformed'] == 1
     finally:
         answerer.close()
         emitter.close()

@@ -53,6 +53,8 @@ def test_a_batch_publishes_exactly_what_single_emits_do(redis_url, key, raw_subs
         assert len(batch) == 9
     assert raw_subscriber(9) == single
     assert batch.results == [1] * 9
+    assert batch.stats() == emitter.stats()  # the emitter's counters
+    assert emitter.stats()['published'] == 18
     emitter.close()
 
 

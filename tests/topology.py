@@ -1,5 +1,5 @@
 """Redis 7 topologies the sharded tests start themselves: a standalone server
-and a Redis Cluster of 3 masters (optionally with one replica each).
+and a Redis Cluster of 3 masters (optionally with replicas, AUTH, an ACL user, TLS).
 
 Owns those redis-server processes (loopback ports, temp dirs; stopped by PID,
 dirs removed); finds a redis-server >= 7 on PATH or fails with an install hint.
@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import urllib.parse
 
 import pytest
 import redis
@@ -64,13 +65,22 @@ def find_binary(name):
 
 
 class _Servers:
-    """redis-server processes of one test module, each in a temp dir."""
+    """redis-server processes of one test module, each in a temp dir.
 
-    def __init__(self):
+    :param password: the default user's ``requirepass`` (and ``masterauth``).
+    """
+
+    def __init__(self, password=None):
         self.server_binary = find_binary('redis-server')
         self.cli_binary = find_binary('redis-cli')
         self.dir = tempfile.mkdtemp(prefix='sio-redis-')
         self.processes = {}  # port -> Popen
+        self.password = password
+
+    def admin(self, port, **options):
+        """A plain-TCP client of the server on ``port``, authenticated (the
+        caller closes it)."""
+        return redis.Redis(port=port, password=self.password, **options)
 
     def start_server(self, *extra, choose_port=free_port):
         for attempt in range(3):
@@ -84,7 +94,7 @@ class _Servers:
                 stdout=log, stderr=subprocess.STDOUT)
             log.close()
             self.processes[port] = process
-            client = redis.Redis(port=port, socket_connect_timeout=0.2)
+            client = self.admin(port, socket_connect_timeout=0.2)
             try:
                 wait_until(lambda c=client, p=port: self._pings(c, p), 10, 0.05,
                            'redis-server on port %d' % port)
@@ -135,27 +145,75 @@ class Standalone(_Servers):
 class RedisCluster(_Servers):
     """A Redis Cluster of 3 masters (and ``replicas`` replicas each) on loopback
     ports, created with ``redis-cli --cluster create``; ``url`` names the first
-    master (any node works as a startup node)."""
+    master (any node works as a startup node).
 
-    def __init__(self, replicas=0, node_timeout=1000):
-        super().__init__()
+    :param password: every node's ``requirepass`` and ``masterauth``; ``url``
+                     then carries it.
+    :param users: ``{name: password}`` of ACL users allowed everything.
+    :param tls: serve TLS too: each node gets a ``tls_ports[port]`` beside its
+                plain port (the cluster bus and replication use TLS; a client
+                is told the ports of its own kind), with a certificate for
+                127.0.0.1 signed by the CA in the file ``ca``; ``tls_url``
+                names the first master's TLS port.
+    """
+
+    def __init__(self, replicas=0, node_timeout=1000, password=None, users=None,
+                 tls=False):
+        super().__init__(password)
+        self.tls_ports = {}
         try:
-            self.ports = [self.start_server(
-                '--cluster-enabled', 'yes', '--cluster-node-timeout', str(node_timeout),
-                '--cluster-config-file', 'nodes.conf', '--repl-diskless-sync-delay', '0',
-                choose_port=cluster_port)
-                for _ in range(3 * (1 + replicas))]
+            extra = []
+            if password is not None:
+                extra += ['--requirepass', password, '--masterauth', password]
+            for name, secret in (users or {}).items():
+                extra += ['--user', name, 'on', '>' + secret, '~*', '&*', '+@all']
+            if tls:
+                extra += self._certificates()
+            self.ports = []
+            for _ in range(3 * (1 + replicas)):
+                # with tls-cluster, the bus port is 10000 above the TLS port
+                tls_port = cluster_port() if tls else None
+                tls_options = ['--tls-port', str(tls_port)] if tls else []
+                port = self.start_server(
+                    '--cluster-enabled', 'yes', '--cluster-node-timeout', str(node_timeout),
+                    '--cluster-config-file', 'nodes.conf', '--repl-diskless-sync-delay', '0',
+                    *extra, *tls_options, choose_port=cluster_port)
+                self.ports.append(port)
+                self.tls_ports[port] = tls_port
             self._create(replicas)
         except BaseException:
             self.close()
             raise
-        self.url = 'redis://127.0.0.1:%d/0' % self.ports[0]
+        auth = ':%s@' % urllib.parse.quote(password, safe='') \
+            if password is not None else ''
+        self.url = 'redis://%s127.0.0.1:%d/0' % (auth, self.ports[0])
+        if tls:
+            self.tls_url = 'rediss://%s127.0.0.1:%d/0' % (auth, self.tls_ports[self.ports[0]])
+
+    def _certificates(self):
+        import trustme
+        ca = trustme.CA()
+        server = ca.issue_cert('127.0.0.1', 'localhost')
+        self.ca = os.path.join(self.dir, 'ca.pem')
+        ca.cert_pem.write_to_path(self.ca)
+        cert, key = os.path.join(self.dir, 'node.pem'), os.path.join(self.dir, 'node.key')
+        server.cert_chain_pems[0].write_to_path(cert)
+        for blob in server.cert_chain_pems[1:]:
+            blob.write_to_path(cert, append=True)
+        server.private_key_pem.write_to_path(key)
+        return ['--tls-cert-file', cert, '--tls-key-file', key, '--tls-ca-cert-file', self.ca,
+                '--tls-auth-clients', 'no', '--tls-cluster', 'yes',
+                '--tls-replication', 'yes']
 
     def _create(self, replicas):
         command = [self.cli_binary, '--cluster', 'create'] + \
             ['127.0.0.1:%d' % port for port in self.ports] + \
             ['--cluster-replicas', str(replicas), '--cluster-yes']
-        result = subprocess.run(command, capture_output=True, timeout=60, check=False)
+        env = dict(os.environ)
+        if self.password is not None:
+            env['REDISCLI_AUTH'] = self.password  # not on the command line
+        result = subprocess.run(command, capture_output=True, timeout=60, check=False,
+                                env=env)
         if result.returncode != 0:
             raise AssertionError('redis-cli --cluster create failed: %s %s'
                                  % (result.stdout.decode()[-2000:],
@@ -168,7 +226,7 @@ class RedisCluster(_Servers):
     def replicas_synced(self):
         """Every replica's link to its master is up."""
         for port in self.live_ports():
-            client = redis.Redis(port=port, socket_timeout=1)
+            client = self.admin(port, socket_timeout=1)
             try:
                 info = client.info('replication')
             except redis.RedisError:
@@ -183,7 +241,7 @@ class RedisCluster(_Servers):
         """Every node (of ``ports``) says ``cluster_state:ok`` and knows
         every slot's master."""
         for port in ports or self.live_ports():
-            client = redis.Redis(port=port, socket_timeout=1)
+            client = self.admin(port, socket_timeout=1)
             try:
                 info = client.execute_command('CLUSTER INFO')
                 if isinstance(info, bytes):
@@ -204,7 +262,7 @@ class RedisCluster(_Servers):
 
     def masters(self):
         """``{port: (first slot, last slot)}`` of the masters now."""
-        client = redis.Redis(port=self.live_ports()[0], socket_timeout=2)
+        client = self.admin(self.live_ports()[0], socket_timeout=2)
         try:
             slots = client.execute_command('CLUSTER SLOTS')
         finally:
