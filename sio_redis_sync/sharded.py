@@ -23,7 +23,7 @@ from . import connection, envelope
 from .exceptions import PublishError, SioRedisError
 from .listener import (BACKOFF_MAX, HEALTH_CHECK_INTERVAL, HEALTH_CHECK_TIMEOUT,
                        POLL_INTERVAL, Listener)
-from .publisher import Publisher, _NotSent
+from .publisher import Publisher, PublisherClosed, _NotSent
 from .transport import PUBLISH_ERRORS, Answers
 
 logger = logging.getLogger('sio_redis_sync')
@@ -115,6 +115,7 @@ class ClusterPublisher(Publisher):
         self._max_connections = max_connections
         self._cluster = None
         self._cluster_lock = threading.Lock()
+        self._secrets = connection.secrets(url, options)
         self.retries = 1 << 20  # bounded by the deadline instead
 
     @property
@@ -139,6 +140,8 @@ class ClusterPublisher(Publisher):
         pass  # the base class's placeholder
 
     def numsub(self, channel):
+        if self._closed:
+            raise PublishError(channel, PublisherClosed())
         try:
             client = self.client
             node = client.get_node_from_key(channel)
@@ -167,10 +170,18 @@ class ClusterPublisher(Publisher):
         return None
 
     def close(self):
+        self._shut()
         with self._cluster_lock:
             cluster, self._cluster = self._cluster, None
         if cluster is not None:
             cluster.close()
+
+    def after_fork(self):
+        """In a forked child: new locks, and the parent's cluster client
+        forgotten without closing its sockets (the next publish makes one)."""
+        super().after_fork()
+        self._cluster_lock = threading.Lock()
+        self._cluster = None
 
 
 def cluster_url(url):
@@ -230,6 +241,7 @@ class ClusterListener:
                  health_check_timeout=HEALTH_CHECK_TIMEOUT, check_every=5.0):
         self._url = url
         self._options = options
+        self._secrets = connection.secrets(url, options)
         self._callback = callback
         # the masters' listeners hand messages over one at a time: the
         # manager's handlers expect a single listener thread
@@ -320,7 +332,8 @@ class ClusterListener:
                     except (redis.RedisError, OSError) as exc:
                         self._log.warning('cannot read the slot map of the Redis '
                                           'Cluster (%s: %s); retrying',
-                                          type(exc).__name__, exc)
+                                          type(exc).__name__, connection.redact(
+                                              str(exc), self._secrets))
                         self.settled.set()
                         self._stop.wait(min(delay, BACKOFF_MAX))
                         continue
@@ -420,6 +433,7 @@ class ClusterListener:
                 lambda: connection.subscriber_client(
                     url, self._options, self._health_timeout).pubsub(),
                 self._deliver, self._log, where=connection.redact(url),
+                secrets=self._secrets,
                 health_check_interval=self._health_interval,
                 health_check_timeout=self._health_timeout, sharded=True,
                 on_dropped=self._dropped)

@@ -6,23 +6,31 @@ bytes, whether the delivery check applies), its subscriptions and routes, its
 publisher and listener, and (sharded) the room channels that follow the rooms.
 """
 import threading
+import urllib.parse
 
 from . import connection, envelope, protocol
 from .envelope import MessageType
 from .exceptions import SioRedisError
 from .listener import Listener
 from .publisher import Publisher
-from .sharded import (ClusterListener, ClusterPublisher, ShardedPublisher,
+from .sharded import (ClusterListener, ClusterPublisher, ShardedPublisher, node_client,
                       check_server)
 
 #: the values of RedisManager's ``mode``
 CLASSIC = 'classic'
 SHARDED = 'sharded'
+def _ack_fields(values):
+    """``(packet, packets)`` of one client's ack values (a list): Node's
+    ``packet`` (the first) and, for Python servers, every value in
+    ``packets`` (Node ignores it) unless there is exactly one, the common
+    case, whose bytes stay Node's."""
+    packet = values[0] if values else None
+    return packet, (None if len(values) == 1 else list(values))
+
+
 def _encode_classic_ack(request_id, values):
-    """One client's ack values (a list): Node's ``packet`` (the first) and,
-    for Python servers, every value in ``packets`` (Node ignores it)."""
-    return protocol.encode_broadcast_ack(
-        request_id, values[0] if values else None, list(values))
+    packet, packets = _ack_fields(values)
+    return protocol.encode_broadcast_ack(request_id, packet, packets)
 
 
 class ClassicWire:
@@ -180,9 +188,9 @@ class ShardedWire(ClassicWire):
         reverse), naming what is wrong."""
         m = self.m
         if self.cluster:
-            import redis
-            client = redis.Redis.from_url(
-                m.url, **connection.cluster_options(m.url, m.redis_options))
+            address = urllib.parse.urlsplit(m.url)
+            client = node_client(m.url, m.redis_options, address.hostname,
+                                 address.port or 6379, m._publisher.timeout)
             try:
                 check_server(client, True)
             finally:
@@ -314,7 +322,7 @@ class ShardedWire(ClassicWire):
     def answer(self, namespace, request, kind, value):
         packets = None
         if kind == 'ack':  # value: every value of one client's ack
-            value, packets = (value[0] if value else None), list(value)
+            value, packets = _ack_fields(value)
         kind = _SHARDED_ANSWERS[kind]
         channels = self.m._channels_of(namespace)
         data = envelope.response_data(kind, request.request_id, value,

@@ -11,7 +11,7 @@ import urllib.parse
 import pytest
 
 from rig import PyClient, PyServer, wait_until
-from sio_redis_sync import Emitter
+from sio_redis_sync import Emitter, RedisManager
 from sio_redis_sync.envelope import ShardedChannels
 from topology import RedisCluster
 
@@ -171,3 +171,20 @@ def test_an_emitter_reaches_the_cluster_by_a_valkey_url(secure_cluster, key, sch
         assert emitter.fetch_sockets(timeout=5) == []
     finally:
         emitter.close()
+
+
+@pytest.mark.parametrize('scheme', ['valkey', 'valkeys'])
+def test_a_manager_joins_the_cluster_by_a_valkey_url(secure_cluster, key, scheme):
+    """The manager's start-up check (Redis >= 7, a cluster) reads the node of
+    a valkey:// or valkeys:// URL with its password and TLS options too."""
+    url = secure_cluster.url if scheme == 'valkey' else secure_cluster.tls_url
+    url = scheme + url[url.index(':'):]
+    manager = RedisManager(url, key=key, mode='sharded', cluster=True,
+                           redis_options={'ssl_ca_certs': secure_cluster.ca}
+                           if scheme == 'valkeys' else None)
+    try:
+        manager.initialize()
+        wait_until(lambda: manager.ready, 10, message='subscriptions')
+        assert manager.server_count() == 1
+    finally:
+        manager.close()
