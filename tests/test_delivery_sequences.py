@@ -66,14 +66,15 @@ def test_recovery_then_a_second_shortfall_raises_again():
 
 def test_a_lower_count_settles_exactly_after_the_settling_period():
     redis = Redis(**{REQ: 2})
+    redis.now = 100.0                       # a monotonic clock starts anywhere
     check = redis.check(settle_after=2.0)
     check.check('g', REQ, CH, 3)            # 2 servers + a monitor
     with pytest.raises(PartialDelivery):
         check.check('g', REQ, CH, 2)
-    redis.now = 1.9
+    redis.now = 101.9
     with pytest.raises(PartialDelivery):
         check.check('g', REQ, CH, 2)
-    redis.now = 2.0
+    redis.now = 102.0
     check.check('g', REQ, CH, 2)            # the monitor left: the new normal
     asked = len(redis.asked)
     check.check('g', REQ, CH, 2)
@@ -90,14 +91,23 @@ def test_fewer_servers_for_good_become_the_usual_receivers_and_servers():
     redis.counts[REQ] = 2                   # a server is gone for good
     check.check('g', REQ, CH, 3)            # waits, then accepts
     assert redis.now >= 1.0
-    waited = redis.now
+    waited, asked = redis.now, len(redis.asked)
     check.check('g', REQ, CH, 3)            # the new usual: no wait, no NUMSUB
-    assert redis.now == waited
+    assert (redis.now, len(redis.asked)) == (waited, asked)
     # a shortfall from there is judged against 2 servers: all there, so it raises
     with pytest.raises(PartialDelivery) as caught:
         check.check('g', REQ, CH, 2)
     assert caught.value.expected == 3
     assert redis.now == waited              # NUMSUB said 2 at once: no wait
+
+
+def test_fewer_receivers_than_usual_but_more_than_servers_is_a_shortfall():
+    redis = Redis(**{REQ: 2})
+    check = redis.check()
+    check.check('g', REQ, CH, 4)            # 2 servers + 2 pattern subscribers
+    with pytest.raises(PartialDelivery) as caught:
+        check.check('g', REQ, CH, 3)        # NUMSUB still 2: someone missed it
+    assert (caught.value.receivers, caught.value.expected) == (3, 4)
 
 
 def test_the_wait_for_servers_ends_at_its_deadline():
@@ -168,6 +178,7 @@ def test_a_room_that_stays_short_is_accepted_at_the_deadline():
     check.check_room(ROOM, 1, MAIN, after_outage=False)
     assert redis.now == 1.0                 # polled at 0, 0.5, 1.0
     assert redis.asked.count(ROOM) == 3
+    asked_main = redis.asked.count(MAIN)    # the new server count was read
     # the namespace now has 2 servers: a room emptied on one of them passes
     # at once (NUMSUB 2 is as many as before)
     other = 'key#/#other#'
@@ -175,6 +186,7 @@ def test_a_room_that_stays_short_is_accepted_at_the_deadline():
     check.check_room(other, 2, MAIN, after_outage=False)
     check.check_room(other, 1, MAIN, after_outage=False)
     assert redis.now == 1.0 and other not in redis.asked
+    assert redis.asked.count(MAIN) == asked_main + 1   # one read: the shortfall
 
 
 def test_a_room_emptied_with_every_server_there_passes_and_keeps_the_count():

@@ -69,6 +69,7 @@ def test_acks_wait_for_the_counted_clients_of_every_server():
     with pytest.raises(RequestTimeout) as caught:
         Acks('emit_with_ack', servers=1).wait(0)
     assert (caught.value.received, caught.value.expected) == (0, 1)
+    assert caught.value.what == 'emit_with_ack'
 
 
 def test_an_ack_callback_ignores_what_is_not_an_ack():
@@ -116,6 +117,21 @@ def test_a_discarded_request_takes_no_more_answers():
     assert 'other' in table
 
 
+def test_the_deadline_of_a_finished_or_discarded_request_passes_quietly():
+    clock = Clock()
+    table = PendingRequests(clock)
+    table.add('done', Replies('x', 'rooms', 1), ttl=1)
+    assert table.feed('done', {'requestId': 'done', 'rooms': []})
+    table.add('dropped', Replies('x', 'rooms', 1), ttl=1)
+    table.discard('dropped')
+    table.add('live', Replies('x', 'rooms', 1), ttl=10)
+    clock.now += 5                          # both deadlines are behind us
+    assert len(table) == 1
+    assert table.feed('live', {'requestId': 'live', 'rooms': []})
+    table.add('next', Replies('x', 'rooms', 1), ttl=1)
+    assert 'next' in table
+
+
 def test_a_finished_request_leaves_its_deadline_behind_only_for_a_while():
     table = PendingRequests(Clock())
     for i in range(200):
@@ -131,3 +147,18 @@ def test_request_ids_are_unique_short_strings():
     for request_id in ids:
         assert isinstance(request_id, str) and 8 <= len(request_id) <= 24
         assert request_id.isascii() and ' ' not in request_id
+
+
+def test_deadlines_left_behind_never_outnumber_the_live_entries_by_more_than_64():
+    table = PendingRequests(Clock())
+    for i in range(100):
+        table.add(('live', i), Replies('x', 'rooms', 1), ttl=60)
+    worst = 0
+    for i in range(1000):
+        table.add(('gone', i), Replies('x', 'rooms', 1), ttl=60)
+        table.discard(('gone', i))
+        live = len(table)
+        left_behind = table.size - 2 * live      # deadlines without an entry
+        worst = max(worst, left_behind)
+        assert left_behind <= live + 64, (i, table.size, live)
+    assert len(table) == 100 and worst > 0

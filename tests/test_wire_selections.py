@@ -81,6 +81,18 @@ def test_selections_are_deduplicated_in_order():
     assert _json(payload)['rooms'] == ['c']
 
 
+def test_no_selection_given_is_an_empty_one():
+    # python-socketio passes room=None / skip_sid=None for "none"
+    assert _json(protocol.encode_fetch_sockets('u', 'q', None, None))['opts'] == {
+        'rooms': [], 'except': []}
+    assert _json(protocol.encode_remote_disconnect('u', None, None))['opts'] == {
+        'rooms': [], 'except': []}
+    assert envelope.fetch_data('q', None, None)['opts'] == {
+        'rooms': [], 'except': [], 'flags': {}}
+    assert envelope.join_data(None, None, ['j'])['opts'] == {
+        'rooms': [], 'except': [], 'flags': {}}
+
+
 def test_broadcast_request_with_acks_carries_packet_selection_and_flags():
     payload = protocol.encode_broadcast_request(
         'AbC-_9', 'Req1', '/admin', ['question', 1], ROOMS, EXCEPT, {'timeout': 2000})
