@@ -197,3 +197,33 @@ def test_a_room_emptied_with_every_server_there_passes_and_keeps_the_count():
     check.check_room(ROOM, 2, MAIN, after_outage=False)
     assert redis.asked == [MAIN, MAIN]
     assert redis.now == 0.0
+
+
+def test_a_pattern_gone_with_the_missing_receiver_is_a_monitor_that_left():
+    redis = Redis(**{REQ: 2})
+    patterns = [3]
+    check = DeliveryCheck(redis.numsub, redis.sleep, clock=lambda: redis.now,
+                          numpat=lambda: patterns[0])
+    check.check('g', REQ, CH, 3)            # 2 servers + a monitor's own pattern
+    patterns[0] = 2                         # the monitor left
+    check.check('g', REQ, CH, 2)            # accepted at once, no wait
+    assert redis.now == 0
+    asked = len(redis.asked)
+    check.check('g', REQ, CH, 2)            # the new usual: no round trip
+    assert len(redis.asked) == asked
+    with pytest.raises(PartialDelivery) as caught:
+        check.check('g', REQ, CH, 1)        # a server missing now: same patterns
+    assert caught.value.expected == 2
+
+
+def test_a_server_that_missed_a_publish_is_caught_while_a_monitor_listens():
+    """2 servers + a monitor usually; one server was subscribing again when
+    the publish went out (2 receivers: the other and the monitor) and is back
+    when NUMSUB is read: no pattern went away, so it missed the message."""
+    redis = Redis(**{REQ: 2})
+    check = DeliveryCheck(redis.numsub, redis.sleep, clock=lambda: redis.now,
+                          numpat=lambda: 5)
+    check.check('g', REQ, CH, 3)
+    with pytest.raises(PartialDelivery) as caught:
+        check.check('g', REQ, CH, 2)
+    assert (caught.value.receivers, caught.value.expected) == (2, 3)
