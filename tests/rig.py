@@ -75,8 +75,10 @@ class PyServer:
                                  threaded=True)
         self.port = self._http.server_port
         self.url = 'http://127.0.0.1:%d' % self.port
+        # shutdown() waits for the serving loop's next poll: 0.5 s by default,
+        # paid at the end of every test that stops a server
         self._thread = threading.Thread(target=self._http.serve_forever,
-                                        daemon=True)
+                                        kwargs={'poll_interval': 0.05}, daemon=True)
         self._thread.start()
 
     def _join_rooms(self, namespace):
