@@ -1,5 +1,5 @@
 """Fixtures shared by every test: a real Redis, a key prefix of its own, and the
-redis-servers tests own or share (own_redis, module_redis).
+redis-servers tests own or share (own_redis, module_redis, redis7, redis_cluster).
 
 Nothing here mocks Redis; a missing server fails the test with an install hint.
 """
@@ -61,3 +61,22 @@ def module_redis():
     yield server
     server.close()
 
+
+@pytest.fixture(scope='session')
+def redis7():
+    """A standalone redis-server >= 7 (topology.Standalone) shared by the
+    session, for tests that neither stop nor reconfigure it (unique keys)."""
+    from topology import Standalone
+    server = Standalone()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope='session')
+def redis_cluster():
+    """A Redis Cluster of 3 masters (topology.RedisCluster) shared by the
+    session, for tests that stop no node and reshard nothing (unique keys)."""
+    from topology import RedisCluster
+    servers = RedisCluster()
+    yield servers
+    servers.close()
