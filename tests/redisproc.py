@@ -86,8 +86,10 @@ class RedisServer:
             try:
                 self.start()
                 return
-            except ServerFailed as exc:
-                if attempt == 2 or 'in use' not in str(exc):
+            except AssertionError as exc:  # ServerFailed, or no PONG in time
+                self.stop()
+                if attempt == 2 or not isinstance(exc, ServerFailed) \
+                        or 'in use' not in str(exc):
                     self.close()
                     raise
 
