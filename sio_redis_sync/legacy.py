@@ -87,7 +87,7 @@ def _strip(value, attachments):
 
 def _args_of(message):
     data = message.get('data')
-    if protocol._bool(message, 'binary'):
+    if protocol.as_bool(message, 'binary'):
         if not isinstance(data, list) or not data:
             raise ProtocolError('binary emit data must be [structure, '
                                 'base64 attachments...]')
@@ -144,7 +144,7 @@ def _parse_emit(message):
         if not isinstance(namespace, str):
             raise ProtocolError('callback namespace must be a string, got %s'
                                 % protocol.quote(namespace))
-        callback = (protocol._room(room, 'callback room'), namespace,
+        callback = (protocol.as_room(room, 'callback room'), namespace,
                     _ack_id(ack_id, 'callback id'))
     return {'event': _str(message, 'event'), 'args': _args_of(message),
             'rooms': _rooms(message.get('room'), 'room'),
@@ -163,7 +163,7 @@ def _parse_callback(message):
 def _parse_room_change(message):
     # never None: that is python-socketio's room of every connected socket
     return {'sid': _str(message, 'sid'),
-            'room': protocol._room(message.get('room'), 'room')}
+            'room': protocol.as_room(message.get('room'), 'room')}
 
 
 _PARSERS = {
@@ -173,7 +173,7 @@ _PARSERS = {
     'enter_room': _parse_room_change,
     'leave_room': _parse_room_change,
     'close_room': lambda message: {
-        'room': protocol._room(message.get('room'), 'room')},
+        'room': protocol.as_room(message.get('room'), 'room')},
 }
 
 

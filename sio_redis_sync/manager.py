@@ -5,7 +5,6 @@ the listener task, and glues them with the wire protocol: local changes are
 applied here, then published; messages from other servers are dispatched by type.
 """
 import functools
-import heapq
 import json
 import logging
 import os
@@ -15,17 +14,20 @@ import time
 import weakref
 
 import socketio
-from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
-from . import connection, envelope, listener, protocol
-from . import wire as wires
+from . import connection, envelope, listener, protocol, redis_cluster, socketio_internals
 from . import worker as workers_
-from .cluster import PRIVATE_HEADERS, ClusterAPI, handshake
+from .classic import ClassicDialect, new_request
+from .cluster_api import PRIVATE_HEADERS, ClusterAPI, handshake
 from .exceptions import ProtocolError, PublishError, SioRedisError
 from .legacy import LegacyBridge
-from .protocol import RequestType
-from .requests import AckCallback, PendingRequests, new_request_id
+from .protocol import Broadcast, Ignored, Request, RequestType, Response
+from .publisher import Publisher
+from .requests import AckCallback, Deadlines, PendingRequests, new_request_id
+from .routes import Routes
+from .socketio_internals import forward_members
+from .sharded import ShardedDialect
 
 default_logger = logging.getLogger('sio_redis_sync')
 
@@ -41,6 +43,9 @@ MAX_MESSAGE_SIZE = 32 * 1024 * 1024
 ACK_TTL = 60.0
 # While legacy mirror publishes fail, one error line per this many seconds.
 LOG_EVERY = 10.0
+#: the values of ``mode``
+CLASSIC = 'classic'
+SHARDED = 'sharded'
 
 
 def _ack_ttl(timeout_ms, ack_ttl):
@@ -57,13 +62,6 @@ def _ack_ttl(timeout_ms, ack_ttl):
     if not seconds > 0 or seconds != seconds or seconds == float('inf'):
         return ack_ttl
     return min(seconds, ack_ttl)
-
-
-def _forward(members):
-    """The plain ``{sid: eio_sid}`` dict inside a room's bidict, copied from
-    at C speed (python-socketio's own get_participants reads it the same way);
-    a plain dict is returned as is."""
-    return getattr(members, '_fwdm', members)
 
 
 # what python-socketio's Packet.encode does for a text event, without making
@@ -85,11 +83,11 @@ def _event_packets(packet_class, namespace, data):
             pass
         else:
             prefix = '2' if namespace == '/' else '2%s,' % namespace
-            return [eio_packet.Packet(eio_packet.MESSAGE, prefix + text)]
+            return [socketio_internals.message_packet(prefix + text)]
     encoded = packet_class(sio_packet.EVENT, namespace=namespace, data=data).encode()
     if not isinstance(encoded, list):
         encoded = [encoded]
-    return [eio_packet.Packet(eio_packet.MESSAGE, p) for p in encoded]
+    return [socketio_internals.message_packet(p) for p in encoded]
 
 
 def _check_monkey_patched(async_mode):
@@ -236,7 +234,7 @@ class RedisManager(ClusterAPI, socketio.Manager):
                  publish_retries=connection.PUBLISH_RETRIES,
                  health_check_interval=listener.HEALTH_CHECK_INTERVAL,
                  health_check_timeout=listener.HEALTH_CHECK_TIMEOUT,
-                 mode=wires.CLASSIC, subscription_mode=envelope.DYNAMIC,
+                 mode=CLASSIC, subscription_mode=envelope.DYNAMIC,
                  cluster=False, legacy_channel=None, legacy_mirror=True,
                  workers=workers_.WORKERS, max_queued=workers_.MAX_QUEUED,
                  handshake_headers=None):
@@ -249,18 +247,20 @@ class RedisManager(ClusterAPI, socketio.Manager):
                                  'names, not a string')
             self._header_filter = (True, frozenset(
                 name.lower() for name in handshake_headers))  # allow-list
-        if mode == wires.CLASSIC:
+        if mode == CLASSIC:
             if cluster:
                 raise ValueError("a Redis Cluster needs mode='sharded'")
-            self._wire = wires.ClassicWire(self)
-        elif mode == wires.SHARDED:
+            self._dialect = ClassicDialect(key)
+        elif mode == SHARDED:
             if legacy_channel is not None:
                 raise ValueError("legacy_channel needs mode='classic': "
                                  "python-socketio's queue is classic Pub/Sub")
-            self._wire = wires.ShardedWire(self, subscription_mode, cluster)
+            self._dialect = ShardedDialect(key, subscription_mode)
         else:
             raise ValueError("mode must be 'classic' or 'sharded', got %r" % (mode,))
         self.mode = mode
+        self.cluster = cluster
+        self._routes = Routes(self._dialect)
         self._server_checked = False
         self.url = url
         self.key = key
@@ -277,14 +277,14 @@ class RedisManager(ClusterAPI, socketio.Manager):
         #: this server's id on the wire (Node's adapter ``uid``); also the
         #: ``host_id`` the Socket.IO Admin UI shows
         self.uid = self.host_id = secrets.token_urlsafe(9)
-        ref = weakref.ref(self)
+        after_fork = weakref.WeakMethod(self._after_fork)
 
         def renew_after_fork():
             # gunicorn --preload, Celery prefork: each child is a server of
             # its own, and a listener of the parent's did not survive the fork
-            manager = ref()
-            if manager is not None:
-                manager._after_fork()
+            method = after_fork()
+            if method is not None:
+                method()
         if hasattr(os, 'register_at_fork'):
             os.register_at_fork(after_in_child=renew_after_fork)
         self._lock = threading.RLock()
@@ -296,15 +296,19 @@ class RedisManager(ClusterAPI, socketio.Manager):
         self._mirror_logged_at = None
         self._worker = workers_.Worker(self._start_task, workers, max_queued,
                                        log=self._log)
-        self._publisher = self._wire.new_publisher(
+        self._publisher = self._new_publisher(
             url, self.redis_options, max_connections=max_connections,
             timeout=publish_timeout, retries=publish_retries, log=self._log,
             sleep=lambda seconds: (self.server.sleep if self.server is not None
                                    else time.sleep)(seconds))
         self._subscriber = None  # the listener's client, made by the listener
         self._listener = None
-        self._channels = {}  # namespace -> protocol.Channels
-        self._routes = {}    # channel or pattern (bytes) -> (handler, namespace)
+        self._handlers = {
+            Broadcast: self._on_broadcast,
+            Request: self._on_request,
+            Response: self._on_response,
+            Ignored: self._on_ignored,
+        }
         self._request_handlers = {
             RequestType.REMOTE_JOIN: self._on_remote_join,
             RequestType.REMOTE_LEAVE: self._on_remote_leave,
@@ -325,8 +329,8 @@ class RedisManager(ClusterAPI, socketio.Manager):
         self._server_handlers = {}  # (namespace, event) -> handler
         self._handshakes = {}       # (namespace, sid) -> Node-shaped handshake
         self._auth = {}             # (eio_sid, namespace) -> auth, while connecting
-        self._ack_deadlines = []    # heap of (deadline, sid, ack id)
-        self._deadlines_stale = 0   # of them, callbacks already gone
+        # of the callbacks: keys (sid, ack id)
+        self._ack_deadlines = Deadlines(self._ack_alive)
         self._received = 0           # written by the listener task only
         self._dropped_malformed = 0  # idem
         self._last_message = None    # idem (time.monotonic())
@@ -337,10 +341,9 @@ class RedisManager(ClusterAPI, socketio.Manager):
         super().set_server(server)
         # python-socketio keeps no client's auth payload; Node's handshake has
         # it, so note it while the connection is being accepted
-        original = getattr(server, '_handle_connect', None)
-        if original is None or getattr(original, 'sio_redis_sync', False):
-            return
+        socketio_internals.wrap_handle_connect(server, self._noting_auth)
 
+    def _noting_auth(self, original):
         @functools.wraps(original)
         def handle_connect(eio_sid, namespace, data):
             key = (eio_sid, namespace or '/')
@@ -349,8 +352,7 @@ class RedisManager(ClusterAPI, socketio.Manager):
                 return original(eio_sid, namespace, data)
             finally:
                 self._auth.pop(key, None)
-        handle_connect.sio_redis_sync = True
-        server._handle_connect = handle_connect
+        return handle_connect
 
     def _spawn(self, target, *args):
         """Run ``target(*args)`` in a task of its own (a thread or a green
@@ -386,8 +388,7 @@ class RedisManager(ClusterAPI, socketio.Manager):
         self._lifecycle = threading.RLock()
         self._mirror_lock = threading.Lock()
         self._listener = self._subscriber = None
-        self._routes = {}
-        self._wire.after_fork()
+        self._routes.after_fork()
         self._worker.after_fork()
         self._pending.after_fork()
         publisher = self._publisher
@@ -408,7 +409,7 @@ class RedisManager(ClusterAPI, socketio.Manager):
         with self._lifecycle:
             super().initialize()
             if not self._server_checked:
-                self._wire.check_server()
+                self._check_server()
                 self._server_checked = True
             self._closed = False
             self._publisher.reopen()  # close() refused every later publish
@@ -417,14 +418,12 @@ class RedisManager(ClusterAPI, socketio.Manager):
             if self.server is not None:
                 _check_monkey_patched(self.server.async_mode)
             self._worker.enable()  # its tasks start with the first work
-            listener_ = self._wire.new_listener()
+            listener_ = self._new_listener()
             with self._lock:
                 self._listener = listener_
             for namespace in self._known_namespaces():
                 self._subscribe(namespace)
             if self._legacy is not None:
-                self._routes[self._legacy.channel_bytes] = (
-                    self._legacy.on_message, None)
                 listener_.subscribe(channels=[self._legacy.channel])
             if self.server is not None:
                 self.server.start_background_task(listener_.run)
@@ -447,7 +446,6 @@ class RedisManager(ClusterAPI, socketio.Manager):
             with self._lock:
                 listener_, self._listener = self._listener, None
                 self._routes.clear()
-                self._wire.forget_rooms()
             if listener_ is not None:
                 listener_.stop()
                 listener_.stopped.wait(timeout)
@@ -531,6 +529,37 @@ class RedisManager(ClusterAPI, socketio.Manager):
             'legacy_mirror_failures': self._mirror_failures,
         }
 
+    def _new_publisher(self, url, options, **kwargs):
+        if self.cluster:
+            return redis_cluster.ClusterPublisher(url, options, **kwargs)
+        return Publisher(url, options, sharded=self._dialect.sharded, **kwargs)
+
+    def _new_listener(self):
+        health = dict(health_check_interval=self.health_check_interval,
+                      health_check_timeout=self.health_check_timeout)
+        if self.cluster:
+            return redis_cluster.ClusterListener(
+                self.url, self.redis_options, self._on_message, self._spawn,
+                self._log, **health)
+        return listener.Listener(self._new_pubsub, self._on_message, self._log,
+                                 where=connection.redact(self.url),
+                                 secrets=connection.secrets(self.url, self.redis_options),
+                                 sharded=self._dialect.sharded, **health)
+
+    def _check_server(self):
+        """Sharded mode: refuse Redis < 7, or a cluster that was not declared
+        (and the reverse), naming what is wrong. Classic works on any Redis."""
+        if not self._dialect.sharded:
+            return
+        if not self.cluster:
+            redis_cluster.check_server(self._publisher.client, False)
+            return
+        redis_cluster.check_url_node(self.url, self.redis_options, self._publisher.timeout)
+        # read the slot map now, while the node of the URL answers: the
+        # cluster client then knows every node, and a publish made after that
+        # node died finds the others
+        self._publisher.client  # noqa: B018
+
     def _known_namespaces(self):
         namespaces = {'/'}
         server = self.server
@@ -543,10 +572,6 @@ class RedisManager(ClusterAPI, socketio.Manager):
         namespaces.discard('*')
         return namespaces
 
-    def _client(self):
-        """The ``redis.Redis`` on the bounded publisher pool."""
-        return self._publisher.client
-
     def _new_pubsub(self):
         # called by the listener task only
         if self._subscriber is None:
@@ -554,23 +579,35 @@ class RedisManager(ClusterAPI, socketio.Manager):
                 self.url, self.redis_options, self.health_check_timeout)
         return self._subscriber.pubsub()
 
-    def _channels_of(self, namespace):
-        channels = self._channels.get(namespace)
-        if channels is None:
-            channels = self._channels[namespace] = self._wire.channels(namespace)
-        return channels
-
     def _subscribe(self, namespace):
-        """Listen to ``namespace`` (what that means is the wire's)."""
-        if self._listener is None:
+        """Listen to ``namespace`` (what that means is the dialect's), and to
+        the channels of its rooms hosted here (sharded dynamic modes)."""
+        listener_ = self._listener
+        if listener_ is None or not self._routes.add_namespace(listener_, namespace,
+                                                               self.uid):
             return
-        self._wire.subscribe(namespace)
+        with self._lock:
+            rooms = list(self.rooms.get(namespace, ()))
+        for room in rooms:
+            self._room_created(namespace, room)
+
+    def _room_created(self, namespace, room):
+        self._routes.add_room(self._listener, namespace, room,
+                              room in self.rooms.get(namespace, {}).get(None, {}))
+
+    def _room_deleted(self, namespace, room):
+        self._routes.remove_room(self._listener, namespace, room)
+
+    def _request(self, namespace, kind, request_id=None, rooms=(), except_=(),
+                 **fields):
+        """The dialect's message of a request (or notification) of this server."""
+        return self._dialect.encode_request(namespace, self.uid, new_request(
+            kind, request_id, rooms, except_, **fields))
 
     def _send(self, message):
-        """Publish ``(channel, payload, channels or None)`` made by the
-        wire (see :meth:`_publish`)."""
-        channel, payload, channels = message
-        return self._publish(channel, payload, channels)
+        """Publish an :class:`~sio_redis_sync.protocol.Outgoing` made by the
+        dialect (see :meth:`_publish`)."""
+        return self._publish(message.channel, message.payload, message.channels)
 
     def _publish(self, channel, payload, channels=None):
         """PUBLISH within the deadline; a failure is counted, logged with its
@@ -648,21 +685,21 @@ class RedisManager(ClusterAPI, socketio.Manager):
             result = super().basic_enter_room(sid, namespace, room,
                                               eio_sid=eio_sid)
             if created and room in self.rooms.get(namespace, ()):
-                self._wire.room_created(namespace, room)
+                self._room_created(namespace, room)
             return result
 
     def basic_leave_room(self, sid, namespace, room):
         with self._lock:
             result = super().basic_leave_room(sid, namespace, room)
             if room not in self.rooms.get(namespace, ()):
-                self._wire.room_deleted(namespace, room)
+                self._room_deleted(namespace, room)
             return result
 
     def basic_close_room(self, room, namespace):
         with self._lock:
             result = super().basic_close_room(room, namespace)
             if room not in self.rooms.get(namespace, ()):
-                self._wire.room_deleted(namespace, room)
+                self._room_deleted(namespace, room)
             return result
 
     def get_namespaces(self):
@@ -692,9 +729,9 @@ class RedisManager(ClusterAPI, socketio.Manager):
                 for room in rooms:
                     members = ns.get(room)
                     if members:
-                        targets.update(_forward(members))
+                        targets.update(forward_members(members))
             else:
-                targets = dict(_forward(ns.get(None, {})))
+                targets = dict(forward_members(ns.get(None, {})))
             for room in except_:
                 for sid in ns.get(room, ()):
                     targets.pop(sid, None)
@@ -748,7 +785,8 @@ class RedisManager(ClusterAPI, socketio.Manager):
             self._deliver(namespace, data, targets, callback)
             return
         if callback is None:
-            message = self._wire.emit(namespace, data, rooms, skip)
+            message = self._dialect.encode_broadcast(namespace, self.uid, data, rooms,
+                                                     skip)
         else:
             self._listen_for_responses(namespace)
             request_id = new_request_id()
@@ -756,8 +794,8 @@ class RedisManager(ClusterAPI, socketio.Manager):
             flags = {'timeout': int(self.ack_ttl * 1000)}
             if single:
                 flags['expectSingleResponse'] = True
-            message = self._wire.emit_request(namespace, request_id, data,
-                                              rooms, skip, flags)
+            message = self._request(namespace, RequestType.BROADCAST, request_id,
+                                    rooms, skip, flags=flags, data=data)
             self._pending.add(request_id,
                               AckCallback(callback, single, self._submit),
                               self.ack_ttl)
@@ -820,12 +858,12 @@ class RedisManager(ClusterAPI, socketio.Manager):
             ack_ids = {}
             for sid, eio_sid in targets.items():
                 ack_ids[sid] = self._generate_ack_id(sid, callback, ttl)
-                server._send_packet(eio_sid, server.packet_class(
+                socketio_internals.send_packet(server, eio_sid, server.packet_class(
                     sio_packet.EVENT, namespace=namespace, data=data,
                     id=ack_ids[sid]))
             return ack_ids
         packets = _event_packets(server.packet_class, namespace, data)
-        send = server._send_eio_packet
+        send = socketio_internals.eio_packet_sender(server)
         if len(packets) == 1:
             pkt = packets[0]
             for eio_sid in targets.values():
@@ -843,31 +881,22 @@ class RedisManager(ClusterAPI, socketio.Manager):
         with self._lock:
             self._expire_acks(now)
             ack_id = super()._generate_ack_id(sid, callback)
-            heapq.heappush(self._ack_deadlines, (
-                now + (self.ack_ttl if ttl is None else ttl), sid, ack_id))
+            self._ack_deadlines.add(now + (self.ack_ttl if ttl is None else ttl),
+                                    (sid, ack_id))
         return ack_id
+
+    def _ack_alive(self, key):
+        sid, ack_id = key
+        return ack_id in self.callbacks.get(sid, ())
 
     def _acks_gone(self, count):
         """``count`` callbacks left before their deadline (answered,
-        forgotten, or their client left): once such stale deadlines outnumber
-        the live ones, the heap is rebuilt without them (under the lock;
-        amortized constant), so it never holds more than twice the pending
-        callbacks (+64)."""
-        self._deadlines_stale += count
-        if 2 * self._deadlines_stale > len(self._ack_deadlines) + 64:
-            callbacks = self.callbacks
-            self._ack_deadlines = [entry for entry in self._ack_deadlines
-                                   if entry[2] in callbacks.get(entry[1], ())]
-            heapq.heapify(self._ack_deadlines)
-            self._deadlines_stale = 0
+        forgotten, or their client left): see :class:`Deadlines`."""
+        self._ack_deadlines.forgotten(count)
 
     def _expire_acks(self, now):
-        deadlines = self._ack_deadlines
-        while deadlines and deadlines[0][0] <= now:
-            _, sid, ack_id = heapq.heappop(deadlines)
-            if self.callbacks.get(sid, {}).pop(ack_id, None) is None:
-                # a stale deadline left the heap
-                self._deadlines_stale = max(self._deadlines_stale - 1, 0)
+        for sid, ack_id in self._ack_deadlines.pop_expired(now):
+            self.callbacks[sid].pop(ack_id, None)
 
     def _forget_ack(self, sid, ack_id):
         # python-socketio's id counter (key 0) stays: a late ack must never
@@ -896,18 +925,21 @@ class RedisManager(ClusterAPI, socketio.Manager):
         """Put ``sid`` (on any server of the cluster) in ``room``."""
         if self._is_local(sid, namespace):
             return self.basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
-        self._send(self._wire.join(namespace, [sid], [], [room]))
+        self._send(self._request(namespace, RequestType.REMOTE_JOIN, rooms=[sid],
+                                 rooms_arg=[room]))
 
     def leave_room(self, sid, namespace, room):
         """Take ``sid`` (on any server of the cluster) out of ``room``."""
         if self._is_local(sid, namespace):
             return self.basic_leave_room(sid, namespace, room)
-        self._send(self._wire.leave(namespace, [sid], [], [room]))
+        self._send(self._request(namespace, RequestType.REMOTE_LEAVE, rooms=[sid],
+                                 rooms_arg=[room]))
 
     def close_room(self, room, namespace):
         """Empty ``room`` on every server of the cluster."""
         self.basic_close_room(room, namespace)
-        self._send(self._wire.leave(namespace, [room], [], [room]))
+        self._send(self._request(namespace, RequestType.REMOTE_LEAVE, rooms=[room],
+                                 rooms_arg=[room]))
 
     def can_disconnect(self, sid, namespace):
         if self._is_local(sid, namespace):
@@ -925,17 +957,30 @@ class RedisManager(ClusterAPI, socketio.Manager):
         self._publish_disconnect(sid, namespace)
 
     def _publish_disconnect(self, sid, namespace, close=False):
-        self._send(self._wire.disconnect(namespace, [sid], [], close))
+        self._send(self._request(namespace, RequestType.REMOTE_DISCONNECT, rooms=[sid],
+                                 close=close))
 
     # ---------------------------------------------- messages from Redis
 
     def _on_message(self, channel, pattern, data):
+        """Every message the listener reads: one decode (the dialect's),
+        one dispatch by the kind of message."""
         self._received += 1
         self._last_message = time.monotonic()
-        handler, namespace = self._routes.get(pattern or channel, (None, None))
-        if handler is None:
+        legacy = self._legacy
+        if legacy is not None and channel == legacy.channel_bytes:
+            return self._guarded(channel, data, legacy.on_message, None, channel, data)
+        namespace = self._routes.namespace_of(channel, pattern)
+        if namespace is None:
             self._log.debug('ignoring a message on unknown channel %r', channel)
             return
+        room = self._dialect.channel_room(namespace, channel)
+        if room is not None and not self._has_room(namespace, room):
+            return  # single-room broadcast for a room not hosted here
+        self._guarded(channel, data, self._dispatch, namespace, channel, data)
+
+    def _guarded(self, channel, data, handler, *args):
+        """``handler(*args)``, dropping a too large or malformed message."""
         if self.max_message_size is not None and \
                 len(data) > self.max_message_size:
             self._dropped_malformed += 1
@@ -944,25 +989,22 @@ class RedisManager(ClusterAPI, socketio.Manager):
                               self.max_message_size)
             return
         try:
-            handler(namespace, channel, data)
+            handler(*args)
         except ProtocolError as exc:
             self._dropped_malformed += 1
             self._log.warning('dropped a malformed message on %r: %s',
                               channel, exc)
 
-    def _on_broadcast(self, namespace, channel, data):
-        channels = self._channels_of(namespace)
-        if channel != channels.broadcast_bytes:
-            room = channels.room_of(channel.decode('utf-8', 'replace'))
-            if room is not None and not self._has_room(namespace, room):
-                return  # single-room broadcast for a room not hosted here
-        message = protocol.decode_broadcast(data)
+    def _dispatch(self, namespace, channel, data):
+        message = self._dialect.decode(namespace, channel, data)
         if message.uid == self.uid:
-            return
-        if message.nsp != namespace:
-            self._log.debug('ignoring a broadcast for %r on %r',
-                            message.nsp, channel)
-            return
+            return  # this server's own
+        self._handlers[type(message)](namespace, message)
+
+    def _on_ignored(self, namespace, message):
+        self._log.debug('ignoring %s', message.reason)
+
+    def _on_broadcast(self, namespace, message):
         self._deliver_remote(namespace, message.data,
                              self._select(namespace, message.rooms, message.except_))
 
@@ -990,13 +1032,9 @@ class RedisManager(ClusterAPI, socketio.Manager):
         number = protocol.numeric_room(room)  # Node looks these up as numbers
         return number is not None and number in ns
 
-    def _on_request(self, namespace, channel, data):
-        request = protocol.decode_request(data)
-        if request.uid == self.uid or request.request_id in self._pending:
+    def _on_request(self, namespace, request):
+        if request.request_id in self._pending:
             return  # this server's own: it acted or answered already
-        self._dispatch_request(namespace, request)
-
-    def _dispatch_request(self, namespace, request):
         handler = self._request_handlers.get(request.type)
         if handler is not None:
             handler(namespace, request)
@@ -1005,30 +1043,9 @@ class RedisManager(ClusterAPI, socketio.Manager):
                          self._background_requests[request.type], namespace,
                          request)
 
-    def _on_envelope(self, namespace, channel, data):
-        """A sharded message (any channel of the namespace): a broadcast,
-        a request or notification, or an answer to this server."""
-        message = envelope.decode_envelope(data)
-        if message.uid == self.uid:
-            return
-        if message.nsp != namespace:
-            self._log.debug('ignoring a message for %r on %r', message.nsp,
-                            channel)
-            return
-        if message.type == envelope.MessageType.BROADCAST and \
-                message.data.get('requestId') is None:
-            broadcast = envelope.broadcast_of(message)
-            self._deliver_remote(namespace, broadcast.data, self._select(
-                namespace, broadcast.rooms, broadcast.except_))
-            return
-        request = envelope.request_of(message)
-        if request is not None:
-            self._dispatch_request(namespace, request)
-            return
-        response = envelope.response_of(message)
-        if response is not None:
-            self._pending.feed(response['requestId'], response)
-        # heartbeats and ADAPTER_CLOSE: other adapters' business
+    def _on_response(self, namespace, response):
+        # unknown ids are other servers' requests, or expired ones
+        self._pending.feed(response.request_id, response.body)
 
     def _answer_request(self, handler, namespace, request):
         # on the worker
@@ -1045,11 +1062,6 @@ class RedisManager(ClusterAPI, socketio.Manager):
         except PublishError:
             pass
 
-    def _on_response(self, namespace, channel, data):
-        response = protocol.decode_response(data)
-        # unknown ids are other servers' requests, or expired ones
-        self._pending.feed(response['requestId'], response)
-
     def _on_broadcast_request(self, namespace, request):
         """BROADCAST (7) from another server: deliver with a callback per
         client, count them, then send each ack back as it comes."""
@@ -1060,21 +1072,20 @@ class RedisManager(ClusterAPI, socketio.Manager):
             namespace, request.packet['data'], targets,
             functools.partial(self._send_ack, namespace, request),
             ttl=_ack_ttl(request.flags.get('timeout'), self.ack_ttl))
-        self._submit(self._send_quietly, self._wire.answer(
-            namespace, request, 'client_count', len(targets)))
+        self._submit(self._send_quietly, self._dialect.encode_answer(
+            namespace, self.uid, request, RequestType.BROADCAST_CLIENT_COUNT,
+            len(targets)))
 
     def _send_ack(self, namespace, request, *args):
         # a local client acked another server's broadcast: every value
         # travels (Node's peers read the first)
-        self._submit(self._send_quietly, self._wire.answer(
-            namespace, request, 'ack', list(args)))
+        self._submit(self._send_quietly, self._dialect.encode_answer(
+            namespace, self.uid, request, RequestType.BROADCAST_ACK, list(args)))
 
     def _answer_legacy(self, namespace, request):
         if request.request_id is not None:
-            self._submit(self._send_quietly, (
-                self._channels_of(namespace).response,
-                protocol.encode_response({'requestId': request.request_id}),
-                None))
+            self._submit(self._send_quietly, self._dialect.encode_answer(
+                namespace, self.uid, request, request.type, None))
 
     def _on_remote_join(self, namespace, request):
         self._apply_to_rooms(namespace, request, self.basic_enter_room)

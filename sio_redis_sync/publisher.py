@@ -16,7 +16,7 @@ import redis
 from . import connection
 from .delivery import OUTAGE_WINDOW, DeliveryCheck
 from .exceptions import PartialDelivery, PublishError
-from .transport import PUBLISH_ERRORS, numsub
+from .answers import PUBLISH_ERRORS, numsub, shardnumsub
 
 logger = logging.getLogger('sio_redis_sync')
 # first pause between two attempts; doubled each time, within the deadline
@@ -72,14 +72,18 @@ class Publisher:
                     delivered): it raises at once.
     :param sleep: how to pause between attempts (the server's ``sleep`` under
                   eventlet/gevent).
+    :param sharded: SPUBLISH and SHARDNUMSUB (sharded Pub/Sub, Redis >= 7)
+                    instead of PUBLISH and NUMSUB.
     """
-    #: the publish command (SPUBLISH for sharded Pub/Sub)
-    command = 'PUBLISH'
 
     def __init__(self, url=None, options=None, client=None,
                  max_connections=connection.MAX_CONNECTIONS,
                  timeout=connection.PUBLISH_TIMEOUT,
-                 retries=connection.PUBLISH_RETRIES, log=None, sleep=time.sleep):
+                 retries=connection.PUBLISH_RETRIES, log=None, sleep=time.sleep,
+                 sharded=False):
+        #: the publish command
+        self.command = 'SPUBLISH' if sharded else 'PUBLISH'
+        self._count = shardnumsub if sharded else numsub
         if timeout is None or timeout <= 0:
             raise ValueError('publish timeout must be a positive number')
         if client is None:
@@ -123,7 +127,7 @@ class Publisher:
         """
         if self._closed:
             raise PublishError(channel, PublisherClosed())
-        return numsub(self.client, channel)
+        return self._count(self.client, channel)
 
     def publish(self, channel, payload, channels=None):
         """PUBLISH ``payload`` on ``channel``.

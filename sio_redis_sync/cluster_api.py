@@ -9,6 +9,7 @@ import urllib.parse
 
 from . import protocol
 from .exceptions import SioRedisError
+from .protocol import RequestType
 from .requests import Acks, Replies, new_request_id
 
 # Python's strftime gives the zone's abbreviation where Node prints its name
@@ -140,7 +141,7 @@ class ClusterAPI:
 
         :raises sio_redis_sync.PublishError: if Redis cannot be asked.
         """
-        return self._wire.server_count(namespace)
+        return self._publisher.numsub(self._dialect.servers_channel(namespace))
 
     def all_rooms(self, namespace='/', timeout=None):
         """Every room of ``namespace`` on every server, sids included (Node's
@@ -152,11 +153,11 @@ class ClusterAPI:
                                                request exists (Node's sharded
                                                adapter throws too).
         """
-        self._wire.all_rooms(namespace, None)  # raises if the wire has none
+        self._dialect.check_request(RequestType.ALL_ROOMS)
         rooms = set(self._local_rooms(namespace))
         for answer in self._ask(namespace, 'all_rooms', 'rooms', timeout,
-                                lambda request_id: self._wire.all_rooms(
-                                    namespace, request_id)):
+                                lambda request_id: self._request(
+                                    namespace, RequestType.ALL_ROOMS, request_id)):
             if isinstance(answer, list):
                 rooms.update(room for room in answer
                              if isinstance(room, (str, int)))
@@ -176,8 +177,8 @@ class ClusterAPI:
         found = self._socket_details(namespace, rooms, skip)
         for answer in self._ask(
                 namespace, 'fetch_sockets', 'sockets', timeout,
-                lambda request_id: self._wire.fetch_sockets(
-                    namespace, request_id, rooms, skip)):
+                lambda request_id: self._request(
+                    namespace, RequestType.REMOTE_FETCH, request_id, rooms, skip)):
             if isinstance(answer, list):
                 found.extend(s for s in answer
                              if isinstance(s, dict) and 'id' in s)
@@ -196,7 +197,8 @@ class ClusterAPI:
                          a background task; the call itself returns at once.
         """
         if callback is None:
-            self._send(self._wire.server_side_emit(namespace, [event, *args]))
+            self._send(self._request(namespace, RequestType.SERVER_SIDE_EMIT,
+                                     data=[event, *args]))
             return
         self._spawn(self._server_side_call_back, callback, event, args,
                     namespace)
@@ -221,8 +223,8 @@ class ClusterAPI:
         data = [event, *args]
         return self._ask(
             namespace, 'server_side_call(%r)' % event, 'data', timeout,
-            lambda request_id: self._wire.server_side_emit(
-                namespace, data, request_id))
+            lambda request_id: self._request(
+                namespace, RequestType.SERVER_SIDE_EMIT, request_id, data=data))
 
     def on(self, event, handler=None, namespace='/'):
         """Register the handler of server-side event ``event`` sent by other
@@ -243,19 +245,20 @@ class ClusterAPI:
         """Make the sockets of ``room`` (all if None) but those of ``skip``
         join ``rooms``, on every server (Node: ``io.in(room).socketsJoin``)."""
         self._apply_everywhere(namespace, room, skip, rooms,
-                               self.basic_enter_room, self._wire.join)
+                               self.basic_enter_room, RequestType.REMOTE_JOIN)
 
     def sockets_leave(self, rooms, room=None, skip=None, namespace='/'):
         """Make the selected sockets leave ``rooms``, on every server."""
         self._apply_everywhere(namespace, room, skip, rooms,
-                               self.basic_leave_room, self._wire.leave)
+                               self.basic_leave_room, RequestType.REMOTE_LEAVE)
 
-    def _apply_everywhere(self, namespace, room, skip, rooms, apply, encode):
+    def _apply_everywhere(self, namespace, room, skip, rooms, apply, kind):
         selection = protocol.as_rooms(room)
         skip = protocol.as_rooms(skip)
         rooms = protocol.as_rooms(rooms)
         self._apply_locally(namespace, selection, skip, rooms, apply)
-        self._send(encode(namespace, selection, skip, rooms))
+        self._send(self._request(namespace, kind, rooms=selection, except_=skip,
+                                 rooms_arg=protocol.unique_rooms(rooms)))
 
     def disconnect_sockets(self, close=False, room=None, skip=None,
                            namespace='/'):
@@ -265,7 +268,8 @@ class ClusterAPI:
         selection = protocol.as_rooms(room)
         skip = protocol.as_rooms(skip)
         targets = self._select(namespace, selection, skip)
-        self._send(self._wire.disconnect(namespace, selection, skip, close))
+        self._send(self._request(namespace, RequestType.REMOTE_DISCONNECT, rooms=selection,
+                                 except_=skip, close=close))
         if targets:
             self._disconnect_local(namespace, targets, close)
 
@@ -292,9 +296,9 @@ class ClusterAPI:
         targets = self._select(namespace, rooms, skip)
         ack_ids = {}
         try:
-            self._send(self._wire.emit_request(
-                namespace, request_id, data, rooms, skip,
-                {'timeout': int(timeout * 1000)}))
+            self._send(self._request(
+                namespace, RequestType.BROADCAST, request_id, rooms, skip,
+                flags={'timeout': int(timeout * 1000)}, data=data))
             ack_ids = self._deliver(namespace, data, targets,
                                     lambda *args: acks.add_ack(
                                         args[0] if args else None),
@@ -358,18 +362,18 @@ class ClusterAPI:
         return session
 
     def _answer(self, namespace, request, kind, value):
-        self._send(self._wire.answer(namespace, request, kind, value))
+        self._send(self._dialect.encode_answer(namespace, self.uid, request, kind, value))
 
     def _on_sockets(self, namespace, request):
         """SOCKETS (0, legacy): the sids of the local sockets in rooms."""
-        self._answer(namespace, request, 'sids', list(
+        self._answer(namespace, request, RequestType.SOCKETS, list(
             self._select(namespace, request.rooms, ())))
 
     def _on_all_rooms(self, namespace, request):
-        self._answer(namespace, request, 'rooms', self._local_rooms(namespace))
+        self._answer(namespace, request, RequestType.ALL_ROOMS, self._local_rooms(namespace))
 
     def _on_fetch_sockets(self, namespace, request):
-        self._answer(namespace, request, 'sockets', self._socket_details(
+        self._answer(namespace, request, RequestType.REMOTE_FETCH, self._socket_details(
             namespace, request.rooms, request.except_))
 
     def _on_server_side_emit(self, namespace, request):
@@ -386,4 +390,4 @@ class ClusterAPI:
             self._log.exception('server-side event %r handler failed', event)
             return
         if request.request_id is not None:
-            self._answer(namespace, request, 'server_side_emit', answer)
+            self._answer(namespace, request, RequestType.SERVER_SIDE_EMIT, answer)
