@@ -31,18 +31,22 @@ class DeliveryCheck:
 
     :param numsub: ``numsub(channel)`` -> subscribers of ``channel`` now.
     :param sleep: how to pause (the server's ``sleep`` under eventlet/gevent).
+    :param numpat: ``numpat()`` -> the distinct patterns subscribed in Redis
+                   (``PUBSUB NUMPAT``), or None where patterns receive
+                   nothing (sharded Pub/Sub).
     """
 
     def __init__(self, numsub, sleep=time.sleep, clock=time.monotonic,
-                 wait=RESUBSCRIBE_WAIT, settle_after=SETTLE_AFTER):
+                 wait=RESUBSCRIBE_WAIT, settle_after=SETTLE_AFTER, numpat=None):
         self._numsub = numsub
+        self._numpat = numpat or (lambda: 0)
         self._sleep = sleep
         self._clock = clock
         self._wait = wait
         self._settle_after = settle_after
         self._lock = threading.Lock()
         # group -> [receivers, servers (NUMSUB of the request channel), time
-        # the count first fell short, or None]
+        # the count first fell short or None, distinct patterns (NUMPAT)]
         self._usual = {}
         # sharded room channel -> receivers of its last publish
         self._rooms = collections.OrderedDict()
@@ -64,11 +68,13 @@ class DeliveryCheck:
             again (they did not get it).
 
         Receivers that are not servers (a monitor's pattern subscription,
-        which PUBLISH counts too) may come and go: a publish that reached
-        fewer than usual yet at least as many as there are servers (NUMSUB
-        of ``servers_channel``, as many as before) reached every server,
-        and becomes the usual count at once. (A server subscribing again
-        in the very instant a monitor leaves goes unnoticed then.)
+        which PUBLISH counts too) may come and go. Counts alone cannot tell a
+        monitor that left from a server that missed the publish and is back
+        by the time NUMSUB is read, so a publish that reached fewer than
+        usual while as many servers as before are subscribed passes only if
+        a pattern went away meanwhile (``PUBSUB NUMPAT`` fell: servers share
+        one pattern per namespace, a monitor has its own), or once the lower
+        count has lasted ``settle_after`` seconds.
         """
         with self._lock:
             usual = self._usual.get(group)
@@ -76,11 +82,9 @@ class DeliveryCheck:
                 usual[2] = None
                 return
         if usual is None or receivers > usual[0]:
-            servers = self._numsub(servers_channel)
-            with self._lock:
-                self._usual[group] = [receivers, servers, None]
+            self._remember(group, receivers, self._numsub(servers_channel))
             return
-        expected, servers_before, short_since = usual
+        expected, servers_before, short_since, patterns_before = usual
         now = self._clock()
         deadline = now + self._wait
         while True:
@@ -89,14 +93,12 @@ class DeliveryCheck:
                 break
             if self._clock() >= deadline:
                 # fewer servers for good: this publish reached all there are
-                with self._lock:
-                    self._usual[group] = [receivers, servers, None]
+                self._remember(group, receivers, servers)
                 return
             self._sleep(POLL)
-        if receivers >= servers:
-            # every server got it: the receivers missing were not servers
-            with self._lock:
-                self._usual[group] = [receivers, servers, None]
+        if self._numpat() < patterns_before:
+            # a pattern subscription (a monitor, not a server) went away
+            self._remember(group, receivers, servers)
             return
         with self._lock:
             if short_since is None:
@@ -104,9 +106,15 @@ class DeliveryCheck:
             elif now - short_since >= self._settle_after:
                 # as many servers as before, yet fewer receivers for a while:
                 # a subscriber that was not a server left
-                self._usual[group] = [receivers, servers, None]
+                self._usual[group] = [receivers, servers, None, patterns_before]
                 return
         raise PartialDelivery(channel, receivers, expected)
+
+    def _remember(self, group, receivers, servers):
+        """``receivers`` is the usual count of ``group`` from now on."""
+        patterns = self._numpat()
+        with self._lock:
+            self._usual[group] = [receivers, servers, None, patterns]
 
     def check_room(self, channel, receivers, servers_channel, after_outage):
         """After a publish on the sharded room channel ``channel`` reached

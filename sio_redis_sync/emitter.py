@@ -433,6 +433,10 @@ class Emitter:
         connections again."""
         self._answers.close()
         self._publisher.close()
+        # like redis-py's close(): the emitter stays usable, a later call
+        # connects again (a module-level Emitter closed by one Celery task
+        # still serves the next)
+        self._publisher.reopen()
 
     def pipeline(self):
         """A batch of emits sent to Redis together, in one round trip.

@@ -112,7 +112,7 @@ class Publisher:
         self.failures = 0
         #: publishes that raised PartialDelivery
         self.partial_deliveries = 0
-        self.delivery = DeliveryCheck(self.numsub, sleep)
+        self.delivery = DeliveryCheck(self.numsub, sleep, numpat=self.numpat)
         # when an attempt last failed (monotonic), for the room check
         self._failed_at = None
         # the head of a RESP ``<command> channel payload`` command
@@ -128,6 +128,21 @@ class Publisher:
         if self._closed:
             raise PublishError(channel, PublisherClosed())
         return self._count(self.client, channel)
+
+    def numpat(self):
+        """How many distinct patterns are subscribed (``PUBSUB NUMPAT``); 0
+        for sharded Pub/Sub, which patterns never receive.
+
+        :raises sio_redis_sync.PublishError: as :meth:`numsub`.
+        """
+        if self.command != 'PUBLISH':
+            return 0
+        if self._closed:
+            raise PublishError('PUBSUB NUMPAT', PublisherClosed())
+        try:
+            return int(self.client.execute_command('PUBSUB', 'NUMPAT'))
+        except PUBLISH_ERRORS as exc:
+            raise PublishError('PUBSUB NUMPAT', exc, self._secrets) from exc
 
     def publish(self, channel, payload, channels=None):
         """PUBLISH ``payload`` on ``channel``.
@@ -349,7 +364,7 @@ class Publisher:
         self._lock = threading.Lock()
         self._in_use = set()
         self._failed_at = None
-        self.delivery = DeliveryCheck(self.numsub, self.sleep)
+        self.delivery = DeliveryCheck(self.numsub, self.sleep, numpat=self.numpat)
         if self._owns_client:
             self.client.connection_pool.after_fork()
 

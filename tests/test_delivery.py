@@ -71,9 +71,12 @@ def test_a_new_server_raises_the_count():
 
 def test_a_monitor_that_left_is_accepted_at_once():
     script = Script(2)              # NUMSUB never changes: 2 servers
-    check = script.check()
+    patterns = [4]
+    check = DeliveryCheck(script.numsub, script.sleep, clock=lambda: script.now,
+                          numpat=lambda: patterns[0])
     check.check('g', 'req', 'ch', 3)    # 2 servers + a PSUBSCRIBE monitor
-    check.check('g', 'req', 'ch', 2)    # it left: every server still got it
+    patterns[0] = 3                     # its pattern went away with it
+    check.check('g', 'req', 'ch', 2)    # every server still got it
     check.check('g', 'req', 'ch', 2)
     assert script.now == 0              # no wait either
 

@@ -165,7 +165,8 @@ def test_a_full_pool_makes_the_caller_wait_then_raise(own_redis):
         pool.release(held)
     emitter.emit('fed')
     assert emitter.stats() == {'published': 2, 'publish_failures': 1,
-                               'partial_deliveries': 0, 'connections_opened': 1}
+                               'partial_deliveries': 0, 'connections_opened': 1,
+                               'dropped_malformed': 0}
     emitter.close()
 
 
