@@ -17,7 +17,7 @@ from .exceptions import ProtocolError, PublishError
 from .requests import new_request_id
 
 PUBLISH_ERRORS = (redis.RedisError, OSError)
-logger = logging.getLogger('sio_redis_sync')
+logger = logging.getLogger(__name__)
 # the longest a thread reading the answers waits in one read before it looks
 # again at what the other requests want subscribed
 READ_SLICE = 0.05

@@ -1,17 +1,22 @@
 """The cluster API of RedisManager: ask every server, act on every server.
 
-Owns the requester side (fetch_sockets, all_rooms, server_count, server-side
-events, sockets_join/leave, disconnect_sockets, emit_with_ack), the answers to
-Node's requests 0, 1, 5 and 6, RemoteSocket and the Node-shaped handshake.
+Owns what reaches every server: python-socketio's emit, rooms and disconnect
+(local first, then published), Node's requests (fetch_sockets, all_rooms,
+server_count, server-side events, sockets_join/leave, disconnect_sockets,
+emit_with_ack), RemoteSocket and the Node-shaped handshake.
 """
 import time
 import urllib.parse
 
 from . import protocol
-from .exceptions import SioRedisError
+from .classic import new_request
+from .exceptions import PublishError, SioRedisError
 from .protocol import RequestType
-from .requests import Acks, Replies, new_request_id
+from .requests import AckCallback, Acks, Replies, new_request_id
 
+# How long initialize() waits for the first subscription before going on, and
+# a request for a namespace subscribed just now.
+READY_TIMEOUT = 5.0
 # Python's strftime gives the zone's abbreviation where Node prints its name
 _JS_DATE = '%a %b %d %Y %H:%M:%S GMT%z'
 #: headers left out of the handshakes other servers see, by default
@@ -124,14 +129,174 @@ class RemoteSocket:
 
 
 class ClusterAPI:
-    """The cluster-wide operations of :class:`sio_redis_sync.RedisManager`,
-    wire-compatible with Node's adapter (``fetchSockets``, ``allRooms``,
-    ``serverCount``, ``serverSideEmit``, ``socketsJoin``, ...).
+    """The cluster-wide operations of :class:`sio_redis_sync.RedisManager`:
+    python-socketio's (emit, rooms, disconnect: local first, then published)
+    and Node's adapter's (``fetchSockets``, ``allRooms``, ``serverCount``,
+    ``serverSideEmit``, ``socketsJoin``, ...), wire-compatible with Node.
 
     Every request counts the servers with ``PUBSUB NUMSUB`` like Node and
     returns as soon as all of them answered; ``timeout`` defaults to the
     manager's ``requests_timeout``.
     """
+
+    # ------------------------------------------------------- publishing
+
+    def _request(self, namespace, kind, request_id=None, rooms=(), except_=(),
+                 **fields):
+        """The dialect's message of a request (or notification) of this server."""
+        return self._dialect.encode_request(namespace, self.uid, new_request(
+            kind, request_id, rooms, except_, **fields))
+
+    def _send(self, message):
+        """Publish an :class:`~sio_redis_sync.protocol.Outgoing` made by the
+        dialect (see :meth:`_publish`)."""
+        return self._publish(message.channel, message.payload, message.channels)
+
+    def _publish(self, channel, payload, channels=None):
+        """PUBLISH within the deadline; a failure is counted, logged with its
+        cause, and raised as PublishError. With the namespace's ``channels``,
+        a message that missed a server subscribing again after an outage
+        raises PartialDelivery."""
+        sent = self._publisher.publish(channel, payload, channels)
+        if self._legacy is not None:
+            self._legacy.mirror(channel, payload)
+        return sent
+
+    # ------------------------------------------------ python-socketio API
+
+    def emit(self, event, data, namespace=None, room=None, skip_sid=None,
+             callback=None, to=None, **kwargs):
+        """Emit to one client, a room, several rooms or a whole namespace of
+        the cluster. Same parameters as :meth:`socketio.Server.emit`.
+
+        Delivers to this server's clients first, then publishes for the
+        others. With a ``callback``, every client's ack reaches it, wherever
+        the client is, with every value the client acked (as for a local
+        client; Node servers only send the first); a callback that expects
+        one ack (a single target not on this server) is dropped after it,
+        others after ``ack_ttl`` seconds.
+
+        With a ``callback``, the first call starts the listener if the server
+        did not yet. During an outage (the listener is reconnecting) the call
+        does not wait for it: local clients get the event, then Redis's
+        refusal raises :class:`~sio_redis_sync.PublishError`; acks that other
+        servers send before the listener is subscribed again are lost.
+
+        :raises TypeError: if ``data`` cannot be sent (checked before anything
+                           is delivered).
+        :raises sio_redis_sync.PublishError: if Redis refused the message (this
+                                             server's clients have it).
+        :raises sio_redis_sync.SioRedisError: with a ``callback``, after
+                                               :meth:`close` (until
+                                               :meth:`initialize`).
+        """
+        namespace = namespace or '/'
+        rooms = protocol.unique_rooms(protocol.as_rooms(to or room))
+        skip = protocol.as_rooms(skip_sid)
+        data = [event] + protocol.as_args(data)
+        targets = self._select(namespace, rooms, skip)
+        if kwargs.get('ignore_queue') or self._all_local_sids(namespace, rooms):
+            self._deliver(namespace, data, targets, callback)
+            return
+        if callback is None:
+            message = self._dialect.encode_broadcast(namespace, self.uid, data, rooms,
+                                                     skip)
+        else:
+            self._listen_for_responses(namespace)
+            request_id = new_request_id()
+            single = len(rooms) == 1 and not targets
+            flags = {'timeout': int(self.ack_ttl * 1000)}
+            if single:
+                flags['expectSingleResponse'] = True
+            message = self._request(namespace, RequestType.BROADCAST, request_id,
+                                    rooms, skip, flags=flags, data=data)
+            self._pending.add(request_id,
+                              AckCallback(callback, single, self._submit),
+                              self.ack_ttl)
+        self._deliver(namespace, data, targets, callback)
+        try:
+            self._send(message)
+        except PublishError:
+            if callback is not None:
+                self._pending.discard(request_id)
+            raise
+
+    def _listen_for_responses(self, namespace):
+        """Make sure answers from other servers can reach this manager.
+
+        The first time (the server did not start the listener yet) it is
+        started, as python-socketio's first connection would. A namespace
+        subscribed just now is waited for (up to :data:`READY_TIMEOUT`)
+        only if the listener was subscribed a moment before (Redis answers
+        the subscription in a round trip); while it is reconnecting nothing
+        is waited for: the publish that follows tells the caller whether
+        Redis is there (:class:`~sio_redis_sync.PublishError` if not).
+
+        :raises sio_redis_sync.SioRedisError: after :meth:`close`, until
+                                               :meth:`initialize` is called
+                                               again (no listener is
+                                               restarted behind the user's
+                                               back).
+        """
+        if self.write_only:
+            raise RuntimeError('a write_only RedisManager never hears acks or '
+                               'answers: emit without a callback, or use a '
+                               'listening manager')
+        listener_ = self._listener
+        if listener_ is None:
+            with self._lifecycle:
+                if self._closed:
+                    raise SioRedisError(
+                        'this RedisManager is closed: call initialize() to '
+                        'listen again before asking other servers')
+                if self._listener is None:
+                    self.initialize()
+                listener_ = self._listener
+            if listener_ is None:
+                raise SioRedisError('this RedisManager is not listening')
+        was_ready = listener_.ready.is_set()
+        self._subscribe(namespace)
+        if was_ready and not listener_.ready.is_set():
+            listener_.ready.wait(READY_TIMEOUT)
+
+    def enter_room(self, sid, namespace, room, eio_sid=None):
+        """Put ``sid`` (on any server of the cluster) in ``room``."""
+        if self._is_local(sid, namespace):
+            return self.basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        self._send(self._request(namespace, RequestType.REMOTE_JOIN, rooms=[sid],
+                                 rooms_arg=[room]))
+
+    def leave_room(self, sid, namespace, room):
+        """Take ``sid`` (on any server of the cluster) out of ``room``."""
+        if self._is_local(sid, namespace):
+            return self.basic_leave_room(sid, namespace, room)
+        self._send(self._request(namespace, RequestType.REMOTE_LEAVE, rooms=[sid],
+                                 rooms_arg=[room]))
+
+    def close_room(self, room, namespace):
+        """Empty ``room`` on every server of the cluster."""
+        self.basic_close_room(room, namespace)
+        self._send(self._request(namespace, RequestType.REMOTE_LEAVE, rooms=[room],
+                                 rooms_arg=[room]))
+
+    def can_disconnect(self, sid, namespace):
+        if self._is_local(sid, namespace):
+            return self.is_connected(sid, namespace)
+        self._publish_disconnect(sid, namespace)
+        return False
+
+    def disconnect(self, sid, namespace=None, **kwargs):
+        """Disconnect ``sid`` wherever it is connected."""
+        namespace = namespace or '/'
+        if kwargs.get('ignore_queue'):
+            return self.basic_disconnect(sid, namespace)
+        if self._is_local(sid, namespace) and self.server is not None:
+            return self.server.disconnect(sid, namespace, ignore_queue=True)
+        self._publish_disconnect(sid, namespace)
+
+    def _publish_disconnect(self, sid, namespace, close=False):
+        self._send(self._request(namespace, RequestType.REMOTE_DISCONNECT, rooms=[sid],
+                                 close=close))
 
     # --------------------------------------------------------- requester
 
@@ -324,70 +489,3 @@ class ClusterAPI:
             return replies.wait(timeout)
         finally:
             self._pending.discard(request_id)
-
-    # ------------------------------------------------------ answering
-
-    def _local_rooms(self, namespace):
-        with self._lock:
-            return [room for room in self.rooms.get(namespace, ())
-                    if room is not None]
-
-    def _socket_details(self, namespace, rooms, skip):
-        """REMOTE_FETCH entries ``{id, handshake, rooms, data}`` of the local
-        sockets selected by ``rooms``/``skip``."""
-        targets = self._select(namespace, rooms, skip)
-        if not targets:
-            return []
-        rooms_of = {sid: [] for sid in targets}
-        with self._lock:
-            for name, members in self.rooms.get(namespace, {}).items():
-                if name is None:
-                    continue
-                for sid in members:
-                    if sid in rooms_of:
-                        rooms_of[sid].append(name)
-        return [{'id': sid, 'handshake': self._handshake_of(sid, namespace),
-                 'rooms': rooms_of[sid], 'data': self._data_of(sid, namespace)}
-                for sid in targets]
-
-    def _data_of(self, sid, namespace):
-        """Node's ``socket.data``: the python-socketio session, if it can
-        travel as JSON."""
-        try:
-            session = self.server.get_session(sid, namespace=namespace)
-            protocol.dumps_json(session)
-        except (KeyError, TypeError) as exc:
-            self._log.debug('socket %s: no session data to share (%s)', sid, exc)
-            return {}
-        return session
-
-    def _answer(self, namespace, request, kind, value):
-        self._send(self._dialect.encode_answer(namespace, self.uid, request, kind, value))
-
-    def _on_sockets(self, namespace, request):
-        """SOCKETS (0, legacy): the sids of the local sockets in rooms."""
-        self._answer(namespace, request, RequestType.SOCKETS, list(
-            self._select(namespace, request.rooms, ())))
-
-    def _on_all_rooms(self, namespace, request):
-        self._answer(namespace, request, RequestType.ALL_ROOMS, self._local_rooms(namespace))
-
-    def _on_fetch_sockets(self, namespace, request):
-        self._answer(namespace, request, RequestType.REMOTE_FETCH, self._socket_details(
-            namespace, request.rooms, request.except_))
-
-    def _on_server_side_emit(self, namespace, request):
-        event, args = request.data[0], request.data[1:]
-        with self._lock:
-            handler = self._server_handlers.get((namespace, event))
-        if handler is None:
-            self._log.debug('no handler for server-side event %r in %s',
-                            event, namespace)
-            return
-        try:
-            answer = handler(*args)
-        except Exception:  # the application's bug: log it, answer nothing
-            self._log.exception('server-side event %r handler failed', event)
-            return
-        if request.request_id is not None:
-            self._answer(namespace, request, RequestType.SERVER_SIDE_EMIT, answer)

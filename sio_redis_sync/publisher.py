@@ -18,7 +18,7 @@ from .delivery import OUTAGE_WINDOW, DeliveryCheck
 from .exceptions import PartialDelivery, PublishError
 from .answers import PUBLISH_ERRORS, numsub, shardnumsub
 
-logger = logging.getLogger('sio_redis_sync')
+logger = logging.getLogger(__name__)
 # first pause between two attempts; doubled each time, within the deadline
 RETRY_DELAY = 0.05
 

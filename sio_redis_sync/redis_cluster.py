@@ -26,7 +26,7 @@ from .listener import (BACKOFF_MAX, HEALTH_CHECK_INTERVAL, HEALTH_CHECK_TIMEOUT,
 from .publisher import Publisher, PublisherClosed, _NotSent
 from .answers import PUBLISH_ERRORS, Answers, shardnumsub
 
-logger = logging.getLogger('sio_redis_sync')
+logger = logging.getLogger(__name__)
 #: the first Redis version with sharded Pub/Sub
 MIN_VERSION = (7, 0)
 # what a cluster answers while a failover or a slot migration is going on:
