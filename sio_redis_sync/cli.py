@@ -167,6 +167,7 @@ def _decode_request(channel, nsp, data):
     return _request_summary(request, nsp, request.type.name)
 
 
+_REQUEST_TYPES = frozenset(kind.value for kind in RequestType)
 # responses without a type, recognised by their field
 _RESPONSE_SHAPES = (('rooms', 'ALL_ROOMS'), ('sockets', 'REMOTE_FETCH'),
                     ('data', 'SERVER_SIDE_EMIT'))
@@ -177,7 +178,7 @@ def _decode_response(channel, nsp, data):
     kind = response.get('type')
     if kind in (RequestType.BROADCAST_CLIENT_COUNT, RequestType.BROADCAST_ACK):
         name = RequestType(kind).name
-    elif isinstance(kind, int) and kind in RequestType._value2member_map_:
+    elif isinstance(kind, int) and kind in _REQUEST_TYPES:
         name = RequestType(kind).name + '_RESPONSE'
     else:
         name = next((n for field, n in _RESPONSE_SHAPES if field in response),
@@ -498,119 +499,12 @@ def cmd_status(args):
 
 # ----------------------------------------------------------------- bench
 
-class Progress:
-    """A one-line progress bar on a terminal stream (redrawn at most every
-    0.1 s; nothing but the final line when the stream is not a terminal)."""
-
-    def __init__(self, total, label, stream=None, width=30):
-        self.total, self.label, self.width = total, label, width
-        self.stream = stream or sys.stderr
-        self._drawn = 0.0
-        self._tty = self.stream.isatty()
-
-    def update(self, done, force=False):
-        now = time.monotonic()
-        if not force and (not self._tty or now - self._drawn < 0.1):
-            return
-        self._drawn = now
-        filled = self.width * done // max(self.total, 1)
-        self.stream.write('\r%-18s [%s%s] %3d%%' % (
-            self.label, '#' * filled, ' ' * (self.width - filled),
-            100 * done // max(self.total, 1)))
-        self.stream.flush()
-
-    def done(self):
-        self.update(self.total, force=True)
-        self.stream.write('\n')
-        self.stream.flush()
-
-
-def _timed(count, label, step, chunk=200):
-    """Run ``step(i)`` ``count`` times with a progress bar; messages/s."""
-    bar = Progress(count, label)
-    started = time.perf_counter()
-    for i in range(count):
-        step(i)
-        if i % chunk == 0:
-            bar.update(i)
-    seconds = time.perf_counter() - started
-    bar.done()
-    return count / seconds if seconds > 0 else float('inf')
-
-
-def _flood(client, channel, payload, count, batch=500):
-    """PUBLISH ``count`` times, ``batch`` per round trip; when it started."""
-    started = time.perf_counter()
-    pipe = client.pipeline(transaction=False)
-    for sent in range(1, count + 1):
-        pipe.publish(channel, payload)
-        if sent % batch == 0 or sent == count:
-            pipe.execute()  # and the pipeline is empty again
-    return started
-
-
-def _received(count, label, read, timeout, started=None):
-    """Wait until ``read()`` reaches ``count``, with a progress bar; the
-    seconds since ``started`` (default: now)."""
-    bar = Progress(count, label)
-    started = time.perf_counter() if started is None else started
-    deadline = time.monotonic() + timeout
-    while True:
-        got = read()
-        bar.update(got)
-        if got >= count:
-            break
-        if time.monotonic() > deadline:
-            raise SioRedisError('%s: %d of %d messages after %.0f s'
-                                % (label, got, count, timeout))
-        time.sleep(0.01)
-    bar.done()
-    return time.perf_counter() - started
-
-
 def cmd_bench(args):
-    """The emitter and listener workload against ``--url``, as ratios to
-    raw redis-py in the same process."""
-    from .manager import RedisManager
+    """The quick benchmark (its own module: it needs a RedisManager)."""
+    from .quickbench import run_bench
     if args.count < 1:
         raise UsageError('--count must be at least 1')
-    key = '%s-bench-%d' % (args.key, os.getpid())
-    emitter = Emitter(args.url, key=key)
-    raw = redis.Redis(connection_pool=connection.publisher_pool(
-        args.url, None, timeout=args.timeout))
-    channel = protocol.Channels(key, '/').broadcast
-    payload = protocol.encode_broadcast(protocol.EMITTER_UID, '/', ['bench', {'i': 0}])
-    results = {'count': args.count}
-    try:
-        results['raw_publish_per_s'] = _timed(
-            args.count, 'raw publish', lambda i: raw.publish(channel, payload))
-        results['emitter_per_s'] = _timed(
-            args.count, 'Emitter.emit', lambda i: emitter.emit('bench', {'i': i}))
-        # receiving: raw redis-py subscriber, then a RedisManager's listener
-        got = [0]
-        pubsub = raw.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(**{channel: lambda message: got.__setitem__(0, got[0] + 1)})
-        thread = pubsub.run_in_thread(sleep_time=0.05, daemon=True)
-        _received(1, 'subscribing', lambda: raw.pubsub_numsub(channel)[0][1], 10)
-        started = _flood(raw, channel, payload, args.count)
-        results['raw_receive_per_s'] = args.count / _received(
-            args.count, 'raw receive', lambda: got[0], args.timeout, started)
-        thread.stop()
-        thread.join(5)
-        manager = RedisManager(args.url, key=key)
-        try:
-            manager.initialize()
-            started = _flood(raw, channel, payload, args.count)
-            results['listener_per_s'] = args.count / _received(
-                args.count, 'listener receive',
-                lambda: manager.stats()['received'], args.timeout, started)
-        finally:
-            manager.close()
-    finally:
-        emitter.close()
-        raw.close()
-    results['emitter_ratio'] = results['emitter_per_s'] / results['raw_publish_per_s']
-    results['listener_ratio'] = results['listener_per_s'] / results['raw_receive_per_s']
+    results = run_bench(args.url, args.key, args.count, args.timeout)
     if args.json:
         print(_dumps(results))
     else:
@@ -653,7 +547,12 @@ def build_parser():
     commands = parser.add_subparsers(dest='command', metavar='COMMAND',
                                      parser_class=_Parser)
     commands.required = True
+    for add in (_add_emit, _add_monitor, _add_status, _add_bench):
+        add(commands, common)
+    return parser
 
+
+def _add_emit(commands, common):
     emit = commands.add_parser('emit', parents=[common], help='emit an event',
                                description='Emit EVENT with JSON arguments '
                                '(quote strings: \'"text"\').')
@@ -666,6 +565,8 @@ def build_parser():
     emit.add_argument('--namespace', default='/', metavar='NSP')
     emit.set_defaults(run=cmd_emit)
 
+
+def _add_monitor(commands, common):
     monitor = commands.add_parser(
         'monitor', parents=[common], help="watch the cluster's messages",
         description='Print every message on the cluster\'s channels, decoded: '
@@ -692,6 +593,8 @@ def build_parser():
                          help='stop after SECONDS')
     monitor.set_defaults(run=cmd_monitor)
 
+
+def _add_status(commands, common):
     status = commands.add_parser(
         'status', parents=[common], help='servers, rooms and sockets',
         description='Server count, rooms and sockets per namespace (through '
@@ -705,6 +608,8 @@ def build_parser():
     status.add_argument('--json', action='store_true')
     status.set_defaults(run=cmd_status)
 
+
+def _add_bench(commands, common):
     bench = commands.add_parser(
         'bench', parents=[common], help='a quick throughput benchmark',
         description='Publish and receive COUNT messages with Emitter and a '
@@ -716,7 +621,6 @@ def build_parser():
                        help='seconds to wait for the messages (default %(default)s)')
     bench.add_argument('--json', action='store_true')
     bench.set_defaults(run=cmd_bench)
-    return parser
 
 
 class _SafeFormatter(logging.Formatter):

@@ -18,7 +18,7 @@ from .redis_cluster import ClusterAnswers, ClusterPublisher
 from .requests import Acks, Replies
 from .sharded import ShardedDialect
 
-__all__ = ['Emitter', 'Batch', 'BroadcastOperator']
+__all__ = ['Emitter', 'Batch', 'BroadcastOperator', 'Targets']
 # how long the Emitter waits for answers by default (Node's requestsTimeout)
 REQUESTS_TIMEOUT = 5.0
 # @socket.io/redis-emitter refuses these: the servers reserve them
@@ -179,7 +179,104 @@ class BroadcastOperator:
         return self._emitter.server_count(self._nsp)
 
 
-class Emitter:
+class Targets:
+    """What an :class:`Emitter` and a :class:`Batch` both offer: operators
+    and the calls that select sockets, over the subclass's ``dialect``,
+    ``send(outgoing)``, ``ask(nsp, entry, make_request, timeout)`` and
+    ``server_count(namespace)``."""
+
+    def of(self, namespace):
+        """An operator for ``namespace`` (a missing leading ``/`` is added)."""
+        return BroadcastOperator(self, _namespace(namespace))
+
+    def to(self, room):
+        """An operator for the sockets of ``room`` in the ``/`` namespace."""
+        return self._root.to(room)
+
+    in_ = to
+
+    def except_(self, room):
+        """An operator for every socket of ``/`` but those of ``room``."""
+        return self._root.except_(room)
+
+    @property
+    def volatile(self):
+        return self._root.volatile
+
+    def compress(self, compress=True):
+        return self._root.compress(compress)
+
+    def emit(self, event, data=None, to=None, room=None, skip_sid=None,
+             namespace=None):
+        """Emit like :meth:`socketio.Server.emit`: ``data`` is one argument,
+        a tuple is several, None is none.
+
+        :param to: the recipient: a sid, a room or a list of them; all
+                   clients of the namespace if omitted.
+        :param room: an alias of ``to``.
+        :param skip_sid: a sid or room, or a list of them, to leave out.
+        :param namespace: default ``/``.
+        :return: how many Redis subscribers (servers) received the message.
+        :raises TypeError: if ``data`` cannot be encoded.
+        :raises sio_redis_sync.PublishError: if Redis refused the message.
+        """
+        return BroadcastOperator(self, _namespace(namespace or '/'),
+                                 protocol.as_rooms(to or room),
+                                 protocol.as_rooms(skip_sid)).emit(
+            event, *protocol.as_args(data))
+
+    def _select(self, room, skip, namespace):
+        return self.of(namespace).to(room).except_(skip)
+
+    def sockets_join(self, rooms, room=None, skip=None, namespace='/'):
+        """Make the sockets of ``room`` (all if None) but those of ``skip``
+        join ``rooms``, on every server (like ``to(room).sockets_join()``)."""
+        return self._select(room, skip, namespace).sockets_join(rooms)
+
+    def sockets_leave(self, rooms, room=None, skip=None, namespace='/'):
+        """Make the selected sockets leave ``rooms``, on every server."""
+        return self._select(room, skip, namespace).sockets_leave(rooms)
+
+    def disconnect_sockets(self, close=False, room=None, skip=None,
+                           namespace='/'):
+        """Disconnect the selected sockets (every socket of ``namespace`` if
+        ``room`` is None)."""
+        return self._select(room, skip, namespace).disconnect_sockets(close)
+
+    def server_side_emit(self, event, *args, namespace='/'):
+        """Send ``event`` to the servers of ``namespace`` (Node's
+        ``serverSideEmit``)."""
+        return self.of(namespace).server_side_emit(event, *args)
+
+    def server_side_call(self, event, *args, namespace='/',
+                         timeout=REQUESTS_TIMEOUT):
+        """Send ``event`` to every server and wait for each one's answer."""
+        return self.of(namespace).server_side_call(event, *args,
+                                                   timeout=timeout)
+
+    def emit_with_ack(self, event, data=None, to=None, room=None,
+                      skip_sid=None, namespace=None, timeout=REQUESTS_TIMEOUT):
+        """Like :meth:`emit`, and wait for every targeted client's ack.
+
+        :return: one ack per client (its first argument).
+        :raises sio_redis_sync.RequestTimeout: if an ack is missing after
+                                                ``timeout`` seconds.
+        """
+        operator = self._select(to or room, skip_sid, namespace or '/')
+        return operator.emit_with_ack(event, *protocol.as_args(data), timeout=timeout)
+
+    def fetch_sockets(self, room=None, namespace='/', skip=None,
+                      timeout=REQUESTS_TIMEOUT):
+        """The sockets of the cluster in ``room`` (all if None) but those in
+        ``skip``, as :class:`~sio_redis_sync.RemoteSocket`."""
+        return self._select(room, skip, namespace).fetch_sockets(timeout)
+
+    def all_rooms(self, namespace='/', timeout=REQUESTS_TIMEOUT):
+        """Every room of ``namespace`` on every server, sids included."""
+        return self.of(namespace).all_rooms(timeout)
+
+
+class Emitter(Targets):
     """Emit to a Socket.IO cluster (Python or Node servers) through Redis.
 
     Thread-free and safe to share: each call is one PUBLISH through a
@@ -336,96 +433,6 @@ class Emitter:
         SHARDNUMSUB in sharded mode)."""
         return self._publisher.numsub(self.dialect.servers_channel(_namespace(namespace)))
 
-    def of(self, namespace):
-        """An operator for ``namespace`` (a missing leading ``/`` is added)."""
-        return BroadcastOperator(self, _namespace(namespace))
-
-    def to(self, room):
-        """An operator for the sockets of ``room`` in the ``/`` namespace."""
-        return self._root.to(room)
-
-    in_ = to
-
-    def except_(self, room):
-        """An operator for every socket of ``/`` but those of ``room``."""
-        return self._root.except_(room)
-
-    @property
-    def volatile(self):
-        return self._root.volatile
-
-    def compress(self, compress=True):
-        return self._root.compress(compress)
-
-    def emit(self, event, data=None, to=None, room=None, skip_sid=None,
-             namespace=None):
-        """Emit like :meth:`socketio.Server.emit`: ``data`` is one argument,
-        a tuple is several, None is none.
-
-        :param to: the recipient: a sid, a room or a list of them; all
-                   clients of the namespace if omitted.
-        :param room: an alias of ``to``.
-        :param skip_sid: a sid or room, or a list of them, to leave out.
-        :param namespace: default ``/``.
-        :return: how many Redis subscribers (servers) received the message.
-        :raises TypeError: if ``data`` cannot be encoded.
-        :raises sio_redis_sync.PublishError: if Redis refused the message.
-        """
-        return BroadcastOperator(self, _namespace(namespace or '/'),
-                                 protocol.as_rooms(to or room),
-                                 protocol.as_rooms(skip_sid)).emit(
-            event, *protocol.as_args(data))
-
-    def _select(self, room, skip, namespace):
-        return self.of(namespace).to(room).except_(skip)
-
-    def sockets_join(self, rooms, room=None, skip=None, namespace='/'):
-        """Make the sockets of ``room`` (all if None) but those of ``skip``
-        join ``rooms``, on every server (like ``to(room).sockets_join()``)."""
-        return self._select(room, skip, namespace).sockets_join(rooms)
-
-    def sockets_leave(self, rooms, room=None, skip=None, namespace='/'):
-        """Make the selected sockets leave ``rooms``, on every server."""
-        return self._select(room, skip, namespace).sockets_leave(rooms)
-
-    def disconnect_sockets(self, close=False, room=None, skip=None,
-                           namespace='/'):
-        """Disconnect the selected sockets (every socket of ``namespace`` if
-        ``room`` is None)."""
-        return self._select(room, skip, namespace).disconnect_sockets(close)
-
-    def server_side_emit(self, event, *args, namespace='/'):
-        """Send ``event`` to the servers of ``namespace`` (Node's
-        ``serverSideEmit``)."""
-        return self.of(namespace).server_side_emit(event, *args)
-
-    def server_side_call(self, event, *args, namespace='/',
-                         timeout=REQUESTS_TIMEOUT):
-        """Send ``event`` to every server and wait for each one's answer."""
-        return self.of(namespace).server_side_call(event, *args,
-                                                   timeout=timeout)
-
-    def emit_with_ack(self, event, data=None, to=None, room=None,
-                      skip_sid=None, namespace=None, timeout=REQUESTS_TIMEOUT):
-        """Like :meth:`emit`, and wait for every targeted client's ack.
-
-        :return: one ack per client (its first argument).
-        :raises sio_redis_sync.RequestTimeout: if an ack is missing after
-                                                ``timeout`` seconds.
-        """
-        operator = self._select(to or room, skip_sid, namespace or '/')
-        return operator.emit_with_ack(event, *protocol.as_args(data), timeout=timeout)
-
-    def fetch_sockets(self, room=None, namespace='/', skip=None,
-                      timeout=REQUESTS_TIMEOUT):
-        """The sockets of the cluster in ``room`` (all if None) but those in
-        ``skip``, as :class:`~sio_redis_sync.RemoteSocket`."""
-        return self._select(room, skip, namespace).fetch_sockets(timeout)
-
-    def all_rooms(self, namespace='/', timeout=REQUESTS_TIMEOUT):
-        """Every room of ``namespace`` on every server, sids included."""
-        return self.of(namespace).all_rooms(timeout)
-
     def close(self):
         """Release the connections (only those of a client it created) and
         the response subscription; a request waiting for answers raises
@@ -463,7 +470,7 @@ class Emitter:
         return Batch(self)
 
 
-class Batch:
+class Batch(Targets):
     """Emits queued by :meth:`Emitter.pipeline`, published by :meth:`execute`.
 
     It has the :class:`Emitter`'s API for what publishes (:meth:`emit`,
@@ -502,23 +509,6 @@ class Batch:
     def stats(self):
         """The emitter's :meth:`Emitter.stats`."""
         return self._emitter.stats()
-
-    # what publishes: the Emitter's own methods, over this batch's send()
-    of = Emitter.of
-    to = in_ = Emitter.to
-    except_ = Emitter.except_
-    volatile = Emitter.volatile
-    compress = Emitter.compress
-    emit = Emitter.emit
-    _select = Emitter._select
-    sockets_join = Emitter.sockets_join
-    sockets_leave = Emitter.sockets_leave
-    disconnect_sockets = Emitter.disconnect_sockets
-    server_side_emit = Emitter.server_side_emit
-    server_side_call = Emitter.server_side_call
-    emit_with_ack = Emitter.emit_with_ack
-    fetch_sockets = Emitter.fetch_sockets
-    all_rooms = Emitter.all_rooms
 
     def __len__(self):
         return len(self._queued)

@@ -46,6 +46,7 @@ class MessageType(enum.IntEnum):
     ADAPTER_CLOSE = 13
 
 
+_TYPE_VALUES = frozenset(kind.value for kind in MessageType)
 # types whose data may carry binary: msgpack when it does (Node's encode())
 _MAY_CONTAIN_BINARY = frozenset((
     MessageType.BROADCAST, MessageType.BROADCAST_ACK,
@@ -251,7 +252,7 @@ def decode_envelope(payload: bytes) -> Envelope:
         raise ProtocolError('a sharded message is a map')
     kind = message.get('type')
     if not isinstance(kind, int) or isinstance(kind, bool) or \
-            kind not in MessageType._value2member_map_:
+            kind not in _TYPE_VALUES:
         raise ProtocolError('unknown message type %s' % protocol.quote(kind))
     kind = MessageType(kind)
     uid, nsp = message.get('uid'), message.get('nsp')

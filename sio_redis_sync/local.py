@@ -13,10 +13,10 @@ import time
 import socketio
 from socketio import packet as sio_packet
 
-from . import socketio_internals
+from . import internals
 from .cluster_api import handshake
 from .requests import Deadlines
-from .socketio_internals import forward_members
+from .internals import forward_members
 
 # what python-socketio's Packet.encode does for a text event, without making
 # a new encoder each time
@@ -37,11 +37,11 @@ def event_packets(packet_class, namespace, data):
             pass
         else:
             prefix = '2' if namespace == '/' else '2%s,' % namespace
-            return [socketio_internals.message_packet(prefix + text)]
+            return [internals.message_packet(prefix + text)]
     encoded = packet_class(sio_packet.EVENT, namespace=namespace, data=data).encode()
     if not isinstance(encoded, list):
         encoded = [encoded]
-    return [socketio_internals.message_packet(p) for p in encoded]
+    return [internals.message_packet(p) for p in encoded]
 
 
 
@@ -73,7 +73,7 @@ class LocalClients(socketio.Manager):
         super().set_server(server)
         # python-socketio keeps no client's auth payload; Node's handshake has
         # it, so note it while the connection is being accepted
-        socketio_internals.wrap_handle_connect(server, self._noting_auth)
+        internals.wrap_handle_connect(server, self._noting_auth)
 
     def _noting_auth(self, original):
         @functools.wraps(original)
@@ -217,12 +217,12 @@ class LocalClients(socketio.Manager):
             ack_ids = {}
             for sid, eio_sid in targets.items():
                 ack_ids[sid] = self._generate_ack_id(sid, callback, ttl)
-                socketio_internals.send_packet(server, eio_sid, server.packet_class(
+                internals.send_packet(server, eio_sid, server.packet_class(
                     sio_packet.EVENT, namespace=namespace, data=data,
                     id=ack_ids[sid]))
             return ack_ids
         packets = event_packets(server.packet_class, namespace, data)
-        send = socketio_internals.eio_packet_sender(server)
+        send = internals.eio_packet_sender(server)
         if len(packets) == 1:
             pkt = packets[0]
             for eio_sid in targets.values():

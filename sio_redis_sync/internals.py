@@ -1,7 +1,8 @@
-"""The private parts of python-socketio this package relies on, in one place.
+"""The private parts of other libraries this package relies on, in one place.
 
-Checked against python-socketio 5.8.0 (the declared floor), 5.9.0 and 5.18.1
-(installed): each function says what it reads and since when it exists.
+python-socketio: checked against 5.8.0 (the declared floor), 5.9.0 and 5.18.1
+(installed); redis-py: 5.0.1 (the floor) and 8.1.0 (installed). Each function
+says what it reads and since when it exists.
 """
 from engineio import packet as eio_packet
 
@@ -48,3 +49,12 @@ def wrap_handle_connect(server, wrap):
     wrapped.sio_redis_sync = True
     server._handle_connect = wrapped
     return True
+
+
+def register_connect_callback(connection, callback):
+    """``callback(connection)`` after each connect of a redis-py
+    ``Connection``: ``register_connect_callback``, public since redis-py 5.1;
+    ``_register_connect_callback`` in 5.0 (the declared floor is 5.0.1)."""
+    register = getattr(connection, 'register_connect_callback', None) or \
+        connection._register_connect_callback
+    register(callback)
