@@ -97,6 +97,22 @@ for _legacy in (RequestType.REMOTE_JOIN, RequestType.REMOTE_LEAVE,
         {'requestId': request_id})
 
 
+_REQUEST_TYPES = frozenset(kind.value for kind in RequestType)
+# answers without a type, recognised by their field
+_RESPONSE_SHAPES = (('rooms', 'ALL_ROOMS'), ('sockets', 'REMOTE_FETCH'),
+                    ('data', 'SERVER_SIDE_EMIT'))
+
+
+def _response_name(body):
+    kind = body.get('type')
+    if kind in (RequestType.BROADCAST_CLIENT_COUNT, RequestType.BROADCAST_ACK):
+        return RequestType(kind).name
+    if isinstance(kind, int) and kind in _REQUEST_TYPES:
+        return RequestType(kind).name + '_RESPONSE'
+    return next((name for field, name in _RESPONSE_SHAPES if field in body),
+                'EMPTY') + '_RESPONSE'
+
+
 class ClassicDialect:
     """The classic wire mode under the channel prefix ``key``.
 
@@ -189,7 +205,8 @@ class ClassicDialect:
             return Response(response['requestId'], response)
         message = protocol.decode_broadcast(payload)
         if message.nsp != nsp:
-            return Ignored('a broadcast for %r on %r' % (message.nsp, channel))
+            return Ignored('a broadcast for %r on %r' % (message.nsp, channel),
+                           message.uid, 'BROADCAST', message.nsp)
         return message
 
     def decode_answer(self, payload):
@@ -199,6 +216,17 @@ class ClassicDialect:
         """
         response = protocol.decode_response(payload)
         return Response(response['requestId'], response)
+
+    def wire_name(self, message):
+        """The name of a decoded message's type on the wire (what a monitor
+        shows): ``BROADCAST``, a request type, ``<type>_RESPONSE`` (answers
+        without a type are named by their field), ``BROADCAST_CLIENT_COUNT``,
+        ``BROADCAST_ACK``, or ``IGNORED``."""
+        if isinstance(message, Request):
+            return message.type.name
+        if isinstance(message, Response):
+            return _response_name(message.body)
+        return 'IGNORED' if isinstance(message, Ignored) else 'BROADCAST'
 
     def channel_room(self, nsp, channel):
         """The room a single-room broadcast ``channel`` (bytes) names, or

@@ -21,7 +21,9 @@ import redis
 from . import __version__, connection, legacy, protocol
 from .emitter import Emitter
 from .exceptions import ProtocolError, RequestTimeout, SioRedisError
-from .protocol import RequestType
+from .classic import ClassicDialect
+from .protocol import Broadcast, Ignored, Request, RequestType, Response
+from .sharded import ShardedDialect
 
 PROG = 'sio-redis-sync'
 DEFAULT_URL = 'redis://localhost:6379/0'
@@ -137,13 +139,6 @@ def _event_parts(data):
     return None, data
 
 
-def _decode_broadcast(channel, nsp, data):
-    message = protocol.decode_broadcast(data)
-    return _summary('BROADCAST', message.uid, message.nsp, message.rooms,
-                    message.except_, message.data[0], message.data[1:],
-                    flags=message.flags)
-
-
 def _request_summary(request, nsp, name):
     event, payload = None, None
     extra = {}
@@ -162,56 +157,39 @@ def _request_summary(request, nsp, name):
                     event, payload, **extra)
 
 
-def _decode_request(channel, nsp, data):
-    request = protocol.decode_request(data)
-    return _request_summary(request, nsp, request.type.name)
+def _broadcast_summary(message, nsp, name, channel, sharded):
+    return _summary(name, message.uid, message.nsp, message.rooms, message.except_,
+                    message.data[0], message.data[1:], flags=message.flags)
 
 
-_REQUEST_TYPES = frozenset(kind.value for kind in RequestType)
-# responses without a type, recognised by their field
-_RESPONSE_SHAPES = (('rooms', 'ALL_ROOMS'), ('sockets', 'REMOTE_FETCH'),
-                    ('data', 'SERVER_SIDE_EMIT'))
-
-
-def _decode_response(channel, nsp, data):
-    response = protocol.decode_response(data)
-    kind = response.get('type')
-    if kind in (RequestType.BROADCAST_CLIENT_COUNT, RequestType.BROADCAST_ACK):
-        name = RequestType(kind).name
-    elif isinstance(kind, int) and kind in _REQUEST_TYPES:
-        name = RequestType(kind).name + '_RESPONSE'
-    else:
-        name = next((n for field, n in _RESPONSE_SHAPES if field in response),
-                    'EMPTY') + '_RESPONSE'
-    body = {k: v for k, v in response.items() if k not in ('type', 'requestId')}
+def _response_summary(message, nsp, name, channel, sharded):
+    body = {k: v for k, v in message.body.items() if k not in ('type', 'requestId')}
+    if sharded:
+        return _summary(name, message.uid, nsp, payload=body,
+                        request_id=message.request_id)
     to = channel.rsplit('#', 2)[1] if channel.count('#') >= 3 else None
-    return _summary(name, None, nsp, payload=body,
-                    request_id=response['requestId'], to=to or None)
+    return _summary(name, None, nsp, payload=body, request_id=message.request_id,
+                    to=to or None)
 
 
-def _decode_sharded(channel, nsp, data):
-    try:
-        from . import envelope
-    except ImportError:  # the sharded protocol module is not installed
-        raise ProtocolError('sharded message not decoded: this version has '
-                            'no sio_redis_sync.envelope') from None
-    message = envelope.decode_envelope(data)
-    name = message.type.name
-    if message.type == envelope.MessageType.BROADCAST and \
-            'requestId' not in message.data:
-        broadcast = envelope.broadcast_of(message)
-        return _summary(name, message.uid, message.nsp, broadcast.rooms,
-                        broadcast.except_, broadcast.data[0], broadcast.data[1:],
-                        flags=broadcast.flags)
-    request = envelope.request_of(message)
-    if request is not None:
-        return _request_summary(request, message.nsp, name)
-    response = envelope.response_of(message)
-    if response is not None:
-        body = {k: v for k, v in response.items() if k not in ('type', 'requestId')}
-        return _summary(name, message.uid, message.nsp, payload=body,
-                        request_id=response['requestId'])
-    return _summary(name, message.uid, message.nsp)  # heartbeats, close
+#: how a monitor shows each kind of decoded message
+SUMMARIES = {
+    Broadcast: _broadcast_summary,
+    Request: lambda message, nsp, name, channel, sharded: _request_summary(
+        message, nsp, name),
+    Response: _response_summary,
+    Ignored: lambda message, nsp, name, channel, sharded: _summary(
+        name, message.uid, message.nsp or nsp),
+}
+
+
+def _decode_with(dialect, channel, nsp, data):
+    """A message of ``dialect`` as the monitor shows it."""
+    if nsp is None:
+        raise ProtocolError('the channel names no namespace')
+    message = dialect.decode(nsp, channel.encode('utf-8'), data)
+    return SUMMARIES[type(message)](message, nsp, dialect.wire_name(message),
+                                    channel, dialect.sharded)
 
 
 def _decode_legacy(channel, nsp, data):
@@ -226,14 +204,6 @@ def _decode_legacy(channel, nsp, data):
                     **extra)
 
 
-#: the decoder of each channel family
-DECODERS = {
-    'broadcast': _decode_broadcast,
-    'request': _decode_request,
-    'response': _decode_response,
-    'sharded': _decode_sharded,
-    'legacy': _decode_legacy,
-}
 
 
 class Monitor:
@@ -262,6 +232,8 @@ class Monitor:
                           ('broadcast', key + '#'))
         self._shard_channels = set()
         self._shard_polled = 0.0
+        self._classic = ClassicDialect(key)
+        self._sharded = ShardedDialect(key)
 
     def stop(self):
         self._stop.set()
@@ -313,7 +285,11 @@ class Monitor:
             rest = channel[len(self.key):].split('#')
             nsp = rest[1] if len(rest) > 2 else None
         try:
-            record = DECODERS[family](channel, nsp, data)
+            if family == 'legacy':
+                record = _decode_legacy(channel, nsp, data)
+            else:
+                record = _decode_with(self._sharded if family == 'sharded'
+                                      else self._classic, channel, nsp, data)
         except ProtocolError as exc:
             record = _summary('MALFORMED', None, nsp, payload=repr(data[:200]),
                               error=str(exc))

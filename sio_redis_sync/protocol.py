@@ -579,9 +579,12 @@ class Response(NamedTuple):
 
 class Ignored(NamedTuple):
     """A well-formed message that is not for this reader (another
-    namespace's, a heartbeat): ``reason`` is worth a debug line."""
+    namespace's, a heartbeat): ``reason`` is worth a debug line; ``kind``
+    the message's wire type name, ``nsp`` its namespace, where known."""
     reason: str
     uid: Optional[str] = None
+    kind: Optional[str] = None
+    nsp: Optional[str] = None
 
 
 class Broadcast(NamedTuple):

@@ -10,7 +10,8 @@ import functools
 from . import envelope, protocol
 from .classic import ack_fields, refuse_all_rooms
 from .envelope import MessageType
-from .protocol import EMITTER_UID, Ignored, Outgoing, RequestType, Response, Subscriptions
+from .protocol import (EMITTER_UID, Ignored, Outgoing, Request, RequestType, Response,
+                       Subscriptions)
 
 __all__ = ['ShardedDialect']
 
@@ -39,6 +40,14 @@ _REQUESTS = {
 # answer type -> the envelope type of the answer
 _ANSWERS = {
     RequestType.REMOTE_FETCH: MessageType.FETCH_SOCKETS_RESPONSE,
+    RequestType.SERVER_SIDE_EMIT: MessageType.SERVER_SIDE_EMIT_RESPONSE,
+    RequestType.BROADCAST_CLIENT_COUNT: MessageType.BROADCAST_CLIENT_COUNT,
+    RequestType.BROADCAST_ACK: MessageType.BROADCAST_ACK,
+}
+
+
+# a response's classic type -> its envelope type (FETCH_SOCKETS_RESPONSE has none)
+_RESPONSE_NAMES = {
     RequestType.SERVER_SIDE_EMIT: MessageType.SERVER_SIDE_EMIT_RESPONSE,
     RequestType.BROADCAST_CLIENT_COUNT: MessageType.BROADCAST_CLIENT_COUNT,
     RequestType.BROADCAST_ACK: MessageType.BROADCAST_ACK,
@@ -153,7 +162,8 @@ class ShardedDialect:
         """
         message = envelope.decode_envelope(payload)
         if message.nsp != nsp:
-            return Ignored('a message for %r on %r' % (message.nsp, channel), message.uid)
+            return Ignored('a message for %r on %r' % (message.nsp, channel), message.uid,
+                           message.type.name, message.nsp)
         if message.type == MessageType.BROADCAST and message.data.get('requestId') is None:
             return envelope.broadcast_of(message)
         request = envelope.request_of(message)
@@ -162,7 +172,8 @@ class ShardedDialect:
         response = envelope.response_of(message)
         if response is not None:
             return Response(response['requestId'], response, message.uid)
-        return Ignored("%s: other adapters' business" % message.type.name, message.uid)
+        return Ignored("%s: other adapters' business" % message.type.name, message.uid,
+                       message.type.name, message.nsp)
 
     def decode_answer(self, payload):
         """An answer read on ``K#N#<uid>#``, as a Response (None for another
@@ -175,6 +186,18 @@ class ShardedDialect:
         if response is None:
             return None
         return Response(response['requestId'], response, message.uid)
+
+    def wire_name(self, message):
+        """The name of a decoded message's envelope type (what a monitor
+        shows): ``BROADCAST``, ``SOCKETS_JOIN``, ..., ``HEARTBEAT``."""
+        if isinstance(message, Request):
+            return _REQUESTS[message.type][0].name
+        if isinstance(message, Response):
+            return _RESPONSE_NAMES.get(message.body.get('type'),
+                                       MessageType.FETCH_SOCKETS_RESPONSE).name
+        if isinstance(message, Ignored):
+            return message.kind or 'IGNORED'
+        return MessageType.BROADCAST.name
 
     def channel_room(self, nsp, channel):
         """None: a room's channel is subscribed only while the room is here."""
