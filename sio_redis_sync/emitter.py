@@ -220,10 +220,10 @@ class Targets:
         :raises TypeError: if ``data`` cannot be encoded.
         :raises sio_redis_sync.PublishError: if Redis refused the message.
         """
-        return BroadcastOperator(self, _namespace(namespace or '/'),
-                                 protocol.as_rooms(to or room),
-                                 protocol.as_rooms(skip_sid)).emit(
-            event, *protocol.as_args(data))
+        _check_event(event)
+        return self.send(self.dialect.encode_broadcast(
+            _namespace(namespace or '/'), None, [event, *protocol.as_args(data)],
+            protocol.as_rooms(to or room), protocol.as_rooms(skip_sid)))
 
     def _select(self, room, skip, namespace):
         return self.of(namespace).to(room).except_(skip)

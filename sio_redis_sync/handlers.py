@@ -60,42 +60,35 @@ class RemoteMessages:
 
     def _on_message(self, channel, pattern, data):
         """Every message the listener reads: one decode (the dialect's),
-        one dispatch by the kind of message."""
+        one dispatch by the kind of message. A message too large or
+        malformed is logged, counted and dropped."""
         self._received += 1
         self._last_message = time.monotonic()
-        legacy = self._legacy
-        if legacy is not None and channel == legacy.channel_bytes:
-            return self._guarded(channel, data, legacy.on_message, None, channel, data)
         namespace = self._routes.namespace_of(channel, pattern)
-        if namespace is None:
+        legacy = self._legacy
+        if namespace is None and (legacy is None or channel != legacy.channel_bytes):
             self._log.debug('ignoring a message on unknown channel %r', channel)
             return
-        room = self._dialect.channel_room(namespace, channel)
-        if room is not None and not self._has_room(namespace, room):
-            return  # single-room broadcast for a room not hosted here
-        self._guarded(channel, data, self._dispatch, namespace, channel, data)
-
-    def _guarded(self, channel, data, handler, *args):
-        """``handler(*args)``, dropping a too large or malformed message."""
-        if self.max_message_size is not None and \
-                len(data) > self.max_message_size:
+        if self.max_message_size is not None and len(data) > self.max_message_size:
             self._dropped_malformed += 1
             self._log.warning('dropped a message of %d bytes on %r: larger '
                               'than max_message_size (%d)', len(data), channel,
                               self.max_message_size)
             return
         try:
-            handler(*args)
+            if namespace is None:
+                legacy.on_message(None, channel, data)
+                return
+            room = self._dialect.channel_room(namespace, channel)
+            if room is not None and not self._has_room(namespace, room):
+                return  # single-room broadcast for a room not hosted here
+            message = self._dialect.decode(namespace, channel, data)
+            if message.uid != self.uid:  # else this server's own
+                self._handlers[type(message)](namespace, message)
         except ProtocolError as exc:
             self._dropped_malformed += 1
             self._log.warning('dropped a malformed message on %r: %s',
                               channel, exc)
-
-    def _dispatch(self, namespace, channel, data):
-        message = self._dialect.decode(namespace, channel, data)
-        if message.uid == self.uid:
-            return  # this server's own
-        self._handle(namespace, message)
 
     def _handle(self, namespace, message):
         """Act on a decoded message (a Broadcast, Request, Response or

@@ -81,18 +81,18 @@ class ClusterPublisher(Publisher):
     def __init__(self, url, options=None, max_connections=connection.MAX_CONNECTIONS,
                  timeout=connection.PUBLISH_TIMEOUT,
                  retries=connection.PUBLISH_RETRIES, log=None, sleep=time.sleep):
-        # the base class makes its own standalone pool: this one uses none
-        super().__init__(client=redis.Redis(), timeout=timeout, retries=retries,
-                         log=log, sleep=sleep, sharded=True)
+        self._cluster_url = cluster_url(url)  # refuses what no cluster is reached by
+        # no pool of the base class's (url None): the RedisCluster is made at
+        # the first publish; retried until the deadline, whatever ``retries``
+        super().__init__(timeout=timeout, retries=None, log=log, sleep=sleep,
+                         sharded=True)
         self.url = url
-        self._cluster_url = cluster_url(url)
         self.where = connection.redact(url)
         self.options = options
         self._max_connections = max_connections
         self._cluster = None
         self._cluster_lock = threading.Lock()
         self._secrets = connection.secrets(url, options)
-        self.retries = 1 << 20  # bounded by the deadline instead
 
     @property
     def client(self):
@@ -110,10 +110,6 @@ class ClusterPublisher(Publisher):
                     self._cluster_url, options, self.timeout,
                     self._max_connections)
             return self._cluster
-
-    @client.setter
-    def client(self, value):
-        pass  # the base class's placeholder
 
     def numsub(self, channel):
         if self._closed:
