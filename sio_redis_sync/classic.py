@@ -7,7 +7,6 @@ codecs; channels are ``K#N#[room#]``, ``K-request#N#``, ``K-response#N#[uid#]``.
 import functools
 
 from . import protocol
-from .exceptions import SioRedisError
 from .protocol import (EMITTER_UID, Ignored, Outgoing, Request, RequestType, Response,
                        Subscriptions)
 
@@ -62,17 +61,8 @@ _REQUESTS = {
 _EMITTER_UIDS = {RequestType.SERVER_SIDE_EMIT: EMITTER_UID}
 
 
-def ack_fields(values):
-    """``(packet, packets)`` of one client's ack values (a list): Node's
-    ``packet`` (the first) and, for Python servers, every value in
-    ``packets`` (Node ignores it) unless there is exactly one, the common
-    case, whose bytes stay Node's."""
-    packet = values[0] if values else None
-    return packet, (None if len(values) == 1 else list(values))
-
-
 def _ack(request_id, values):
-    return protocol.encode_broadcast_ack(request_id, *ack_fields(values))
+    return protocol.encode_broadcast_ack(request_id, *protocol.ack_fields(values))
 
 
 # answer type -> encode(request id, value): the payload on ``K-response#N#``
@@ -236,16 +226,3 @@ class ClassicDialect:
                 not channel.startswith(channels.broadcast_bytes):
             return None
         return channels.room_of(channel.decode('utf-8', 'replace'))
-
-
-def refuse_all_rooms():
-    """What sharded dialects raise for ALL_ROOMS (shared wording)."""
-    return SioRedisError("all_rooms() does not exist in sharded mode: Node's "
-                         'sharded adapter has no such request')
-
-
-def new_request(kind, request_id=None, rooms=(), except_=(), **fields):
-    """A :class:`~sio_redis_sync.protocol.Request` to send (rooms as lists)."""
-    return Request(type=kind, request_id=request_id,
-                   rooms=protocol.unique_rooms(rooms),
-                   except_=protocol.unique_rooms(except_), **fields)

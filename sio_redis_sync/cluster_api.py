@@ -9,7 +9,6 @@ import time
 import urllib.parse
 
 from . import protocol
-from .classic import new_request
 from .exceptions import PublishError, SioRedisError
 from .protocol import RequestType
 from .requests import AckCallback, Acks, Replies, new_request_id
@@ -144,7 +143,7 @@ class ClusterAPI:
     def _request(self, namespace, kind, request_id=None, rooms=(), except_=(),
                  **fields):
         """The dialect's message of a request (or notification) of this server."""
-        return self._dialect.encode_request(namespace, self.uid, new_request(
+        return self._dialect.encode_request(namespace, self.uid, protocol.new_request(
             kind, request_id, rooms, except_, **fields))
 
     def _send(self, message):

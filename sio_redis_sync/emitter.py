@@ -10,7 +10,7 @@ import secrets
 
 from . import connection, envelope, protocol
 from .answers import Answers
-from .classic import ClassicDialect, new_request
+from .classic import ClassicDialect
 from .cluster_api import RemoteSocket
 from .protocol import RequestType
 from .publisher import Publisher
@@ -94,7 +94,7 @@ class BroadcastOperator:
 
     def _notify(self, kind, **fields):
         return self._emitter.send(self._emitter.dialect.encode_request(
-            self._nsp, None, new_request(kind, None, self._rooms, self._except, **fields)))
+            self._nsp, None, protocol.new_request(kind, None, self._rooms, self._except, **fields)))
 
     def sockets_join(self, rooms):
         """Make the selected sockets join ``rooms``, on every server."""
@@ -113,10 +113,11 @@ class BroadcastOperator:
         ``serverSideEmit``, without acknowledgement)."""
         _check_event(event)
         return self._emitter.send(self._emitter.dialect.encode_request(
-            self._nsp, None, new_request(RequestType.SERVER_SIDE_EMIT, data=[event, *args])))
+            self._nsp, None, protocol.new_request(RequestType.SERVER_SIDE_EMIT,
+                                                  data=[event, *args])))
 
     def _ask(self, entry, kind, timeout, rooms=(), except_=(), **fields):
-        return self._emitter.ask(self._nsp, entry, lambda uid, request_id: new_request(
+        return self._emitter.ask(self._nsp, entry, lambda uid, request_id: protocol.new_request(
             kind, request_id, rooms, except_, **fields), timeout)
 
     def emit_with_ack(self, event, *args, timeout=REQUESTS_TIMEOUT):

@@ -1,8 +1,11 @@
-"""The classic wire protocol of @socket.io/redis-adapter 8.x and redis-emitter 5.x.
+"""What every dialect shares, and the classic codecs of @socket.io/redis-adapter
+8.x and redis-emitter 5.x: bytes <-> values, the message types, RequestType.
 
-Pure and sans-IO: channel names, and bytes <-> values for broadcasts, requests
-and responses. No redis, threading, logging or clocks here. Decoders of
-untrusted bytes return a value or raise :class:`ProtocolError`, nothing else.
+Pure and sans-IO: Node-compatible msgpack and JSON (the first-byte rule), the
+validators, the decoded and outgoing message types (Broadcast, Request,
+Response, Ignored, Outgoing), classic channel names and payloads. No redis,
+threading, logging or clocks here. Decoders of untrusted bytes return a value
+or raise :class:`ProtocolError`, nothing else.
 """
 import datetime
 import enum
@@ -648,6 +651,21 @@ class Request:
     room: Optional[str] = None
     data: Optional[list] = None
     packet: Optional[dict] = None
+
+
+def new_request(kind, request_id=None, rooms=(), except_=(), **fields):
+    """A :class:`Request` to send (rooms deduplicated, as lists)."""
+    return Request(type=kind, request_id=request_id, rooms=unique_rooms(rooms),
+                   except_=unique_rooms(except_), **fields)
+
+
+def ack_fields(values):
+    """``(packet, packets)`` of one client's ack values (a list): Node's
+    ``packet`` (the first) and, for Python servers, every value in
+    ``packets`` (Node ignores it) unless there is exactly one, the common
+    case, whose bytes stay Node's."""
+    packet = values[0] if values else None
+    return packet, (None if len(values) == 1 else list(values))
 
 
 def _optional_str(message, name):

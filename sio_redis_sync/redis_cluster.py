@@ -1,10 +1,11 @@
-"""The sharded Pub/Sub transport (Redis >= 7): SPUBLISH and SHARDNUMSUB, and
-SSUBSCRIBE listeners, on a standalone Redis 7 or on a Redis Cluster.
+"""The Redis Cluster I/O of sharded mode: the publisher routed by slot, one
+subscriber connection per master, and the Emitter's answers per master.
 
-Owns the publishers of sharded mode and, on a cluster, one subscriber
-connection per master (each owned by one Listener task) plus the slot map that
-tells which master a channel belongs to; moves channels when the map changes.
-Every connection to a cluster node carries the URL's credentials and TLS.
+Owns, on a cluster, one subscriber connection per master (each owned by one
+Listener task) plus the slot map that tells which master a channel belongs
+to; moves channels when the map changes. Also the check that a server can do
+sharded Pub/Sub. Every connection to a cluster node carries the URL's
+credentials and TLS. (The sharded dialect itself is sio_redis_sync.sharded.)
 """
 import functools
 import logging

@@ -8,8 +8,8 @@ Pure: no I/O, no manager. Envelopes ``{type, data, uid, nsp}`` come from
 import functools
 
 from . import envelope, protocol
-from .classic import ack_fields, refuse_all_rooms
 from .envelope import MessageType
+from .exceptions import SioRedisError
 from .protocol import (EMITTER_UID, Ignored, Outgoing, Request, RequestType, Response,
                        Subscriptions)
 
@@ -140,7 +140,7 @@ class ShardedDialect:
         to ``request``, on the requester's own channel."""
         packets = None
         if kind == RequestType.BROADCAST_ACK:  # value: every value of one ack
-            value, packets = ack_fields(value)
+            value, packets = protocol.ack_fields(value)
         kind = _ANSWERS[kind]
         data = envelope.response_data(kind, request.request_id, value, packets=packets)
         return Outgoing(self.channels(nsp).response_for(request.uid),
@@ -149,7 +149,8 @@ class ShardedDialect:
     def check_request(self, kind):
         """:raises sio_redis_sync.SioRedisError: for ALL_ROOMS."""
         if kind not in _REQUESTS:
-            raise refuse_all_rooms()
+            raise SioRedisError("all_rooms() does not exist in sharded mode: Node's "
+                                'sharded adapter has no such request')
 
     # ------------------------------------------------------------ decoding
 
