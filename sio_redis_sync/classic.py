@@ -106,6 +106,7 @@ def _response_name(body):
 class ClassicDialect:
     """The classic wire mode under the channel prefix ``key``.
 
+    :param subscription_mode: ignored (one pattern covers every room).
     :param emitter: lay notifications out as ``@socket.io/redis-emitter``
                     does (uid ``emitter`` or none, its ``opts`` order).
     """
@@ -113,7 +114,8 @@ class ClassicDialect:
     sharded = False   # PUBLISH/PSUBSCRIBE (not SPUBLISH/SSUBSCRIBE)
     has_all_rooms = True
 
-    def __init__(self, key=protocol.DEFAULT_KEY, emitter=False):
+    def __init__(self, key=protocol.DEFAULT_KEY, subscription_mode=None, emitter=False):
+        # subscription_mode: sharded mode's; classic has no room channels
         self.key = key
         self.emitter = emitter
         self.channels = functools.lru_cache(maxsize=1024)(self._channels)

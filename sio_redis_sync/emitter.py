@@ -10,13 +10,12 @@ import secrets
 
 from . import connection, envelope, protocol
 from .answers import Answers
-from .classic import ClassicDialect
 from .cluster_api import RemoteSocket
+from .modes import new_dialect
 from .protocol import RequestType
 from .publisher import Publisher
 from .redis_cluster import ClusterAnswers, ClusterPublisher
 from .requests import Acks, Replies
-from .sharded import ShardedDialect
 
 __all__ = ['Emitter', 'Batch', 'BroadcastOperator', 'Targets']
 # how long the Emitter waits for answers by default (Node's requestsTimeout)
@@ -338,14 +337,9 @@ class Emitter(Targets):
                  publish_timeout=connection.PUBLISH_TIMEOUT,
                  publish_retries=connection.PUBLISH_RETRIES, mode='classic',
                  subscription_mode=envelope.DYNAMIC, cluster=False):
-        if mode == 'classic':
-            envelope.check_mode(subscription_mode)
-            #: what every call becomes on the wire
-            self.dialect = ClassicDialect(key, emitter=True)
-        elif mode == 'sharded':
-            self.dialect = ShardedDialect(key, subscription_mode, emitter=True)
-        else:
-            raise ValueError("mode must be 'classic' or 'sharded', got %r" % (mode,))
+        #: what every call becomes on the wire
+        self.dialect = new_dialect(mode, key, subscription_mode, emitter=True)
+        envelope.check_mode(subscription_mode)  # classic mode too, as always
         self.mode = mode
         self.subscription_mode = subscription_mode
         if cluster and (mode != 'sharded' or not isinstance(url_or_client, str)):

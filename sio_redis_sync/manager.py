@@ -14,7 +14,6 @@ import weakref
 
 from . import connection, envelope, listener, protocol, redis_cluster
 from . import worker as workers_
-from .classic import ClassicDialect
 from .cluster_api import PRIVATE_HEADERS, READY_TIMEOUT, ClusterAPI
 from .handlers import RemoteMessages, _ack_ttl  # noqa: F401 (tests read _ack_ttl here)
 from .legacy import LegacyBridge
@@ -22,7 +21,7 @@ from .local import LocalClients
 from .publisher import Publisher
 from .requests import PendingRequests
 from .routes import Routes
-from .sharded import ShardedDialect
+from .modes import new_dialect
 
 # the documented default (module loggers are its children, by __name__)
 default_logger = logging.getLogger('sio_redis_sync')
@@ -75,16 +74,12 @@ def _header_filter(handshake_headers):
 
 def _dialect(mode, key, subscription_mode, cluster, legacy_channel):
     """The dialect of ``mode``, refusing the options it cannot have."""
-    if mode == CLASSIC:
-        if cluster:
-            raise ValueError("a Redis Cluster needs mode='sharded'")
-        return ClassicDialect(key)
-    if mode == SHARDED:
-        if legacy_channel is not None:
-            raise ValueError("legacy_channel needs mode='classic': "
-                             "python-socketio's queue is classic Pub/Sub")
-        return ShardedDialect(key, subscription_mode)
-    raise ValueError("mode must be 'classic' or 'sharded', got %r" % (mode,))
+    if mode == CLASSIC and cluster:
+        raise ValueError("a Redis Cluster needs mode='sharded'")
+    if mode == SHARDED and legacy_channel is not None:
+        raise ValueError("legacy_channel needs mode='classic': "
+                         "python-socketio's queue is classic Pub/Sub")
+    return new_dialect(mode, key, subscription_mode)
 
 
 def _renew_after_fork(after_fork):
