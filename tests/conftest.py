@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: a real Redis and a key prefix of its own.
+"""Fixtures shared by every test: a real Redis, a key prefix of its own, and the
+redis-servers tests own or share (own_redis, module_redis, redis7, redis_cluster).
 
 Nothing here mocks Redis; a missing server fails the test with an install hint.
 """
@@ -45,7 +46,37 @@ def redis_client(redis_url):
 
 @pytest.fixture
 def own_redis():
-    """A redis-server of this test's own, on a free port, stopped by PID."""
+    """A redis-server of this test's own, on a free port, stopped by PID: for
+    a test that stops, pauses, kills the clients of or reconfigures Redis."""
     server = RedisProcess()
     yield server
     server.close()
+
+
+@pytest.fixture(scope='module')
+def module_redis():
+    """A redis-server shared by the tests of one module that need a server of
+    their own but neither stop, pause nor reconfigure it (each uses ``key``)."""
+    server = RedisProcess()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope='session')
+def redis7():
+    """A standalone redis-server >= 7 (topology.Standalone) shared by the
+    session, for tests that neither stop nor reconfigure it (unique keys)."""
+    from topology import Standalone
+    server = Standalone()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope='session')
+def redis_cluster():
+    """A Redis Cluster of 3 masters (topology.RedisCluster) shared by the
+    session, for tests that stop no node and reshard nothing (unique keys)."""
+    from topology import RedisCluster
+    servers = RedisCluster()
+    yield servers
+    servers.close()

@@ -1,20 +1,14 @@
-"""The Python side of the test rig: servers on real ports, real clients, and
-redis-server processes that a test owns. Waits poll with deadlines, never sleep.
+"""The Python side of the test rig: Socket.IO servers on real ports, real clients,
+and the ``own_redis`` process (a redisproc.RedisServer). Waits poll with deadlines.
 """
 import logging
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
-import time
 import urllib.parse
 
-import pytest
-import redis
 import socketio
 from werkzeug.serving import make_server
 
+from redisproc import RedisServer, free_port, wait_until  # noqa: F401 (re-exported)
 from sio_redis_sync import RedisManager
 
 # Werkzeug's dev server logs every request, and reads the last WebSocket frames
@@ -22,83 +16,12 @@ from sio_redis_sync import RedisManager
 logging.getLogger('werkzeug').setLevel(logging.CRITICAL)
 
 
-def wait_until(predicate, timeout=5.0, interval=0.01, message='condition'):
-    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError('timed out after %.1f s waiting for %s'
-                                 % (timeout, message))
-        time.sleep(interval)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-class RedisProcess:
-    """A ``redis-server`` on a free loopback port, owned by one test; it can
-    be stopped and started again on the same port."""
+class RedisProcess(RedisServer):
+    """A plain ``redis-server`` on a free loopback port, owned by one test
+    (the ``own_redis`` fixture); ``stop()`` then ``start()`` keeps the port."""
 
     def __init__(self):
-        self._binary = shutil.which('redis-server')
-        if self._binary is None:
-            pytest.fail('redis-server is not on PATH; install it with '
-                        '"apt-get install redis-server"')
-        self._log = tempfile.NamedTemporaryFile(prefix='redis-', suffix='.log')
-        self.process = None
-        for attempt in range(3):
-            # a free port can be taken by another process before redis-server
-            # binds it; then it exits at once and another port is tried
-            self.port = free_port()
-            self.url = 'redis://127.0.0.1:%d/0' % self.port
-            try:
-                self.start()
-                return
-            except AssertionError:
-                if attempt == 2:
-                    raise
-
-    def start(self):
-        self.process = subprocess.Popen(
-            [self._binary, '--port', str(self.port), '--bind', '127.0.0.1',
-             '--save', '', '--appendonly', 'no'],
-            stdout=self._log, stderr=subprocess.STDOUT)
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        try:
-            wait_until(lambda: self._pings(client), 10, 0.05,
-                       'redis-server on port %d' % self.port)
-        finally:
-            client.close()
-
-    def _pings(self, client):
-        if self.process.poll() is not None:
-            self._log.seek(0)
-            raise AssertionError('redis-server exited: %s'
-                                 % self._log.read().decode()[-2000:])
-        try:
-            return client.ping()
-        except redis.ConnectionError:
-            return False
-
-    def stop(self):
-        """Stop the server (by PID) and wait until it is gone."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def close(self):
-        self.stop()
-        self._log.close()
+        super().__init__(name='redis')
 
 
 class Recorder:
@@ -152,8 +75,10 @@ class PyServer:
                                  threaded=True)
         self.port = self._http.server_port
         self.url = 'http://127.0.0.1:%d' % self.port
+        # shutdown() waits for the serving loop's next poll: 0.5 s by default,
+        # paid at the end of every test that stops a server
         self._thread = threading.Thread(target=self._http.serve_forever,
-                                        daemon=True)
+                                        kwargs={'poll_interval': 0.05}, daemon=True)
         self._thread.start()
 
     def _join_rooms(self, namespace):

@@ -1,17 +1,11 @@
-"""redis-server processes a test configures itself (unix sockets, TLS, Sentinel
-roles): each in a temporary directory of its own, stopped by PID, the directory removed.
+"""redis-server setups a test configures itself (unix sockets, TLS, Sentinel roles)
+and the round-trip check they share; the processes are redisproc.RedisServer's.
 """
 import os
-import shutil
-import subprocess
-import tempfile
 
 import pytest
-import redis
 
-from rig import free_port, wait_until
-
-INSTALL_HINT = 'install it with "apt-get install redis-server"'
+from redisproc import INSTALL_HINT, RedisServer, ServerFailed  # noqa: F401 (re-exported)
 
 
 def redis_servers():
@@ -28,93 +22,14 @@ def redis_servers():
     return found
 
 
-class ServerProcess:
-    """One ``redis-server`` started from a config file: ``port`` (plain TCP on
-    127.0.0.1, for readiness and admin) plus ``lines`` (each may use
-    ``{dir}``, the server's own temporary directory).
-
-    :param sentinel: run it as a sentinel (``redis-server conf --sentinel``).
-    :raises ServerFailed: if it exits before answering PING.
-    """
+class ServerProcess(RedisServer):
+    """One ``redis-server`` a test configures itself (unix sockets, TLS,
+    Sentinel roles): a :class:`redisproc.RedisServer` named ``name``."""
 
     def __init__(self, lines=(), binary=None, sentinel=False, password=None,
                  name='redis'):
-        self.binary = binary or redis_servers()[0]
-        self.dir = tempfile.mkdtemp(prefix='sio-%s-' % name)
-        self.name = name
-        self.password = password
-        self.process = None
-        self._log_path = os.path.join(self.dir, 'server.log')
-        for attempt in range(3):
-            # a free port can be taken before redis-server binds it
-            self.port = free_port()
-            config = ['port %d' % self.port, 'bind 127.0.0.1',
-                      'dir %s' % self.dir]
-            if not sentinel:
-                config += ['save ""', 'appendonly no']
-            config += [line.format(dir=self.dir) for line in lines]
-            path = os.path.join(self.dir, 'server.conf')
-            with open(path, 'w') as file:
-                file.write('\n'.join(config) + '\n')
-            command = [self.binary, path] + (['--sentinel'] if sentinel else [])
-            try:
-                self._start(command)
-                return
-            except ServerFailed as exc:
-                if attempt == 2 or 'in use' not in str(exc):
-                    self.close()
-                    raise
-
-    def _start(self, command):
-        with open(self._log_path, 'ab') as log:
-            self.process = subprocess.Popen(command, stdout=log,
-                                            stderr=subprocess.STDOUT)
-        with self.client(socket_connect_timeout=0.2) as client:
-            wait_until(lambda: self._pings(client), 10, 0.05,
-                       '%s on port %d' % (self.name, self.port))
-
-    def client(self, **options):
-        """A client on the plain port (close it, or use it in ``with``)."""
-        return redis.Redis(port=self.port, password=self.password,
-                           socket_timeout=5, **options)
-
-    def log(self):
-        with open(self._log_path, 'rb') as log:
-            return log.read().decode(errors='replace')
-
-    def _pings(self, client):
-        if self.process.poll() is not None:
-            raise ServerFailed('%s %s exited: %s'
-                               % (self.name, self.binary, self.log()[-2000:]))
-        try:
-            return client.ping()
-        except redis.ConnectionError:
-            return False
-
-    def alive(self):
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self):
-        """SIGKILL it (a crash: no shutdown, no goodbye to its clients)."""
-        if self.alive():
-            self.process.kill()
-            self.process.wait()
-
-    def stop(self):
-        if self.alive():
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def close(self):
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class ServerFailed(AssertionError):
-    """A redis-server exited before it answered."""
+        super().__init__(lines, binary=binary or redis_servers()[0],
+                         sentinel=sentinel, password=password, name=name)
 
 
 def assert_round_trip(server_url, emitter_url, key, server_options=None,

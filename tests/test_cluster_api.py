@@ -1,4 +1,5 @@
-"""The cluster API on three real python-socketio servers with real clients:
+"""Owns the cluster API (requests and answers over Redis) between Python servers,
+on three real python-socketio servers with real clients:
 fetch_sockets, all_rooms, server_count, server-side events with answers,
 sockets_join/leave, disconnect_sockets, emit_with_ack, and timeouts when a
 server stays silent. The Node side of each is in test_cluster_api_node.py.

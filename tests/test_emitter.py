@@ -141,11 +141,11 @@ def test_a_malformed_answer_is_logged_and_the_request_still_completes(
     assert 'dropped a malformed response' in caplog.text
 
 
-def test_a_malformed_sharded_answer_is_logged_and_the_request_still_completes(key, caplog):
+def test_a_malformed_sharded_answer_is_logged_and_the_request_still_completes(
+        key, caplog, redis7):
     from sio_redis_sync.envelope import (MessageType, ShardedChannels, decode_envelope,
                                          encode_envelope)
-    from topology import Standalone
-    server = Standalone()
+    server = redis7  # a Redis 7 shared by the session (conftest)
     channels = ShardedChannels(key, '/')
 
     def answers(data):
@@ -164,5 +164,4 @@ def test_a_malformed_sharded_answer_is_logged_and_the_request_still_completes(ke
         answerer.close()
         emitter.close()
         client.close()
-        server.close()
     assert 'dropped a malformed response' in caplog.text

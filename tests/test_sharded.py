@@ -1,5 +1,5 @@
 """Sharded mode between Python servers, on a standalone Redis 7 and on a real
-Redis Cluster of 3 masters, both started by this module.
+Redis Cluster of 3 masters, both shared by the session (conftest).
 
 Owns the Python-only checks of mode='sharded': broadcasts per subscription mode,
 the cluster API, room channels following the rooms, and the refusals.
@@ -13,23 +13,19 @@ import redis
 from rig import PyClient, PyServer, wait_until
 from sio_redis_sync import PartialDelivery, RedisManager, SioRedisError
 from sio_redis_sync.envelope import ShardedChannels
-from topology import RedisCluster, Standalone
 
 MODES = ('dynamic', 'dynamic-private', 'static')
 
 
 @pytest.fixture(scope='module')
-def standalone():
-    server = Standalone()
-    yield server
-    server.close()
+def standalone(redis7):
+    # shared by the session (conftest): stopped and reconfigured by no test here
+    return redis7
 
 
 @pytest.fixture(scope='module')
-def cluster():
-    servers = RedisCluster()
-    yield servers
-    servers.close()
+def cluster(redis_cluster):
+    return redis_cluster  # shared by the session (conftest); no node is stopped here
 
 
 @pytest.fixture(params=['standalone', 'cluster'])

@@ -2,28 +2,24 @@
 (node-redis 4.7.1) and a Python RedisManager(mode='sharded') in one cluster.
 
 Owns the interop checks of sharded mode in each subscription mode, on a Redis
-Cluster of 3 masters (and once on a standalone Redis 7) that this module starts.
+Cluster of 3 masters (and once on a standalone Redis 7) shared by the session (conftest).
 """
 import pytest
 
 from nodepeers import NodeClient, NodeServer
 from rig import PyClient, PyServer, wait_until
 from sio_redis_sync import Emitter
-from topology import RedisCluster, Standalone
 
 
 @pytest.fixture(scope='module')
-def cluster():
-    servers = RedisCluster()
-    yield servers
-    servers.close()
+def cluster(redis_cluster):
+    return redis_cluster  # shared by the session (conftest); no node is stopped here
 
 
 @pytest.fixture(scope='module')
-def standalone():
-    server = Standalone()
-    yield server
-    server.close()
+def standalone(redis7):
+    # shared by the session (conftest): stopped and reconfigured by no test here
+    return redis7
 
 
 def _mixed(url, is_cluster, key, mode):

@@ -1,13 +1,12 @@
 """Redis 7 topologies the sharded tests start themselves: a standalone server
 and a Redis Cluster of 3 masters (optionally with replicas, AUTH, an ACL user, TLS).
 
-Owns those redis-server processes (loopback ports, temp dirs; stopped by PID,
-dirs removed); finds a redis-server >= 7 on PATH or fails with an install hint.
+Starts them through redisproc.RedisServer (loopback ports, temp dirs, stopped by
+PID); finds a redis-server >= 7 on PATH or fails with an install hint.
 """
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -16,7 +15,7 @@ import urllib.parse
 import pytest
 import redis
 
-from rig import free_port, wait_until
+from redisproc import RedisServer, free_port, wait_until
 
 MIN_VERSION = (7, 0)
 INSTALL_HINT = ('sharded Pub/Sub needs redis-server and redis-cli >= 7.0 on PATH '
@@ -65,7 +64,8 @@ def find_binary(name):
 
 
 class _Servers:
-    """redis-server processes of one test module, each in a temp dir.
+    """The redis-server processes of one setup (redisproc.RedisServer's, by
+    port) and a temp dir for what they share (certificates).
 
     :param password: the default user's ``requirepass`` (and ``masterauth``).
     """
@@ -74,62 +74,36 @@ class _Servers:
         self.server_binary = find_binary('redis-server')
         self.cli_binary = find_binary('redis-cli')
         self.dir = tempfile.mkdtemp(prefix='sio-redis-')
-        self.processes = {}  # port -> Popen
+        self.servers = {}  # port -> RedisServer
         self.password = password
+
+    @property
+    def processes(self):
+        """``{port: Popen}`` of every server started."""
+        return {port: server.process for port, server in self.servers.items()}
 
     def admin(self, port, **options):
         """A plain-TCP client of the server on ``port``, authenticated (the
         caller closes it)."""
         return redis.Redis(port=port, password=self.password, **options)
 
-    def start_server(self, *extra, choose_port=free_port):
-        for attempt in range(3):
-            port = choose_port()
-            workdir = os.path.join(self.dir, str(port))
-            os.makedirs(workdir)
-            log = open(os.path.join(workdir, 'log'), 'wb')
-            process = subprocess.Popen(
-                [self.server_binary, '--port', str(port), '--bind', '127.0.0.1',
-                 '--save', '', '--appendonly', 'no', '--dir', workdir, *extra],
-                stdout=log, stderr=subprocess.STDOUT)
-            log.close()
-            self.processes[port] = process
-            client = self.admin(port, socket_connect_timeout=0.2)
-            try:
-                wait_until(lambda c=client, p=port: self._pings(c, p), 10, 0.05,
-                           'redis-server on port %d' % port)
-                return port
-            except AssertionError:
-                if attempt == 2:
-                    raise
-            finally:
-                client.close()
-
-    def _pings(self, client, port):
-        if self.processes[port].poll() is not None:
-            with open(os.path.join(self.dir, str(port), 'log'), 'rb') as f:
-                raise AssertionError('redis-server exited: %s' % f.read().decode()[-2000:])
-        try:
-            return client.ping()
-        except redis.ConnectionError:
-            return False
+    def start_server(self, *args, choose_port=free_port):
+        """Start one more redis-server with command-line ``args``; its port."""
+        server = RedisServer(binary=self.server_binary, password=self.password,
+                             choose_port=choose_port, args=args)
+        self.servers[server.port] = server
+        return server.port
 
     def kill(self, port):
         """SIGKILL the server on ``port`` (a crash, not a shutdown)."""
-        process = self.processes[port]
-        process.send_signal(signal.SIGKILL)
-        process.wait(10)
+        self.servers[port].kill()
 
     def close(self):
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        for server in self.servers.values():
+            if server.alive():
+                server.process.terminate()  # all at once, then wait for each
+        for server in self.servers.values():
+            server.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -1,7 +1,9 @@
-"""Two real python-socketio servers on one Redis, with real clients.
+"""Owns broadcasts between two real python-socketio servers on one Redis: rooms,
+except, namespaces, binary, acks, remote room/disconnect operations, manager lifecycle.
 
-Broadcasts, rooms, except, namespaces, binary and remote room/disconnect
-operations between servers, from a server and from the Emitter.
+From a server and from the Emitter, with real clients. (Formerly test_cluster.py:
+"cluster" here meant the Socket.IO cluster, not Redis Cluster (test_sharded*.py);
+the request/answer cluster API is test_cluster_api.py.)
 """
 import json
 
