@@ -136,6 +136,15 @@ class ClusterAPI:
     Every request counts the servers with ``PUBSUB NUMSUB`` like Node and
     returns as soon as all of them answered; ``timeout`` defaults to the
     manager's ``requests_timeout``.
+
+    What it uses of its host, and nothing else: the dialect and ``uid``
+    (``_dialect``), the publisher and the legacy mirror (``_publisher``,
+    ``_legacy``), the pending requests (``_pending``), the lifecycle
+    (``_listener``, ``_lifecycle``, ``_closed``, ``initialize``,
+    ``_subscribe``, ``_spawn``, ``_submit``), LocalClients (``_lock``,
+    ``_select``, ``_is_local``, ``_all_local_sids``, ``_deliver``,
+    ``_forget_acks``) and RemoteMessages (``_apply_locally``,
+    ``_disconnect_local``, ``_server_handlers``).
     """
 
     # ------------------------------------------------------- publishing

@@ -13,8 +13,7 @@ from .answers import Answers
 from .cluster_api import RemoteSocket
 from .modes import new_dialect
 from .protocol import RequestType
-from .publisher import Publisher
-from .redis_cluster import ClusterAnswers, ClusterPublisher
+from .redis_cluster import ClusterAnswers, new_publisher
 from .requests import Acks, Replies
 
 __all__ = ['Emitter', 'Batch', 'BroadcastOperator', 'Targets']
@@ -344,10 +343,9 @@ class Emitter(Targets):
         self.subscription_mode = subscription_mode
         if cluster and (mode != 'sharded' or not isinstance(url_or_client, str)):
             raise ValueError("a Redis Cluster needs mode='sharded' and a URL")
-        self._publisher = self._new_publisher(url_or_client, redis_options, cluster,
-                                              max_connections=max_connections,
-                                              timeout=publish_timeout,
-                                              retries=publish_retries)
+        self._publisher = new_publisher(url_or_client, redis_options, self.dialect.sharded,
+                                        cluster, max_connections=max_connections,
+                                        timeout=publish_timeout, retries=publish_retries)
         #: the ``redis.Redis`` client every publish goes through (None on a
         #: Redis Cluster: the publisher makes its ``RedisCluster`` when needed)
         self.redis = None if cluster else self._publisher.client
@@ -357,15 +355,6 @@ class Emitter(Targets):
         self._answers = self._new_answers(url_or_client, redis_options,
                                           publish_timeout, cluster)
         self._root = self.of('/')
-
-    def _new_publisher(self, url_or_client, options, cluster, **kwargs):
-        if cluster:
-            return ClusterPublisher(url_or_client, options, **kwargs)
-        sharded = self.dialect.sharded
-        if isinstance(url_or_client, str):
-            return Publisher(url_or_client, options, sharded=sharded, **kwargs)
-        kwargs.pop('max_connections')
-        return Publisher(client=url_or_client, sharded=sharded, **kwargs)
 
     def _new_answers(self, url_or_client, redis_options, timeout, cluster):
         """Where the answers to this emitter's requests are read."""

@@ -34,7 +34,15 @@ class RemoteMessages:
     """The listener's side of the manager: :meth:`_on_message` is the
     listener's callback. Requests are handled on the listener (those that
     only touch rooms or deliver) or on the worker (those that read many
-    sockets or run the application's code)."""
+    sockets or run the application's code).
+
+    What it uses of its host, and nothing else: the dialect and ``uid``
+    (``_dialect``), the routes (``_routes``), the legacy bridge
+    (``_legacy``), the pending requests (``_pending``), ``_send`` and
+    ``_submit``, and LocalClients (``_lock``, ``_select``, ``_is_local``,
+    ``_deliver``, ``_handshake_of``, ``basic_enter_room``...).
+    A new request type is one row of ``_request_handlers`` and its handler.
+    """
 
     def _init_handlers(self):
         self._handlers = {

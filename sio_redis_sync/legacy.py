@@ -22,15 +22,9 @@ logger = logging.getLogger(__name__)
 # While mirror writes fail, one error line per this many seconds.
 LOG_EVERY = 10.0
 
-#: the channel python-socketio's managers use by default
-SOCKETIO_CHANNEL = 'socketio'
-#: the channel Flask-SocketIO's ``SocketIO(message_queue=...)`` uses by default
-FLASK_SOCKETIO_CHANNEL = 'flask-socketio'
 #: the field that marks what a sio_redis_sync server mirrored: its peers got
 #: the same change through the cluster protocol and drop this copy
 MIRROR_MARK = 'sio_redis_sync'
-METHODS = ('emit', 'callback', 'disconnect', 'enter_room', 'leave_room',
-           'close_room')
 PICKLE_MESSAGE = (
     'a pickled message: sent by python-socketio < 5.14 (Flask-SocketIO on '
     'such a python-socketio), whose queue format was pickle; it is never '

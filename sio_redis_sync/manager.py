@@ -18,7 +18,6 @@ from .cluster_api import PRIVATE_HEADERS, READY_TIMEOUT, ClusterAPI
 from .handlers import RemoteMessages, _ack_ttl  # noqa: F401 (tests read _ack_ttl here)
 from .legacy import LegacyBridge
 from .local import LocalClients
-from .publisher import Publisher
 from .requests import PendingRequests
 from .routes import Routes
 from .modes import new_dialect
@@ -245,8 +244,9 @@ class RedisManager(ClusterAPI, RemoteMessages, LocalClients):
         self._server_checked = False
         self._worker = workers_.Worker(self._start_task, workers, max_queued,
                                        log=self._log)
-        self._publisher = self._new_publisher(
-            url, self.redis_options, max_connections=max_connections,
+        self._publisher = redis_cluster.new_publisher(
+            url, self.redis_options, self._dialect.sharded, cluster,
+            max_connections=max_connections,
             timeout=publish_timeout, retries=publish_retries, log=self._log,
             sleep=lambda seconds: (self.server.sleep if self.server is not None
                                    else time.sleep)(seconds))
@@ -440,11 +440,6 @@ class RedisManager(ClusterAPI, RemoteMessages, LocalClients):
             'channels': channels,
             'patterns': patterns,
         }
-
-    def _new_publisher(self, url, options, **kwargs):
-        if self.cluster:
-            return redis_cluster.ClusterPublisher(url, options, **kwargs)
-        return Publisher(url, options, sharded=self._dialect.sharded, **kwargs)
 
     def _new_listener(self):
         health = dict(health_check_interval=self.health_check_interval,

@@ -157,6 +157,19 @@ class ClusterPublisher(Publisher):
         self._cluster = None
 
 
+def new_publisher(url_or_client, options, sharded, cluster, **kwargs):
+    """The publisher of a mode: a :class:`ClusterPublisher` on a Redis
+    Cluster, else a :class:`~sio_redis_sync.publisher.Publisher` (SPUBLISH
+    when ``sharded``) on a pool of its own for a URL, or on the client given
+    (whose pool it uses as it is: ``max_connections`` does not apply)."""
+    if cluster:
+        return ClusterPublisher(url_or_client, options, **kwargs)
+    if isinstance(url_or_client, str):
+        return Publisher(url_or_client, options, sharded=sharded, **kwargs)
+    kwargs.pop('max_connections', None)
+    return Publisher(client=url_or_client, sharded=sharded, **kwargs)
+
+
 def cluster_url(url):
     """``url`` under the scheme redis-py knows it by (``valkey://`` is
     ``redis://``, ``valkeys://`` is ``rediss://``).
