@@ -11,6 +11,7 @@ import redis
 
 from rig import PyClient, PyServer
 from sio_redis_sync import Emitter
+from topology import Standalone
 
 README = pathlib.Path(__file__).resolve().parent.parent / 'README.md'
 PASSWORD = 'a-long-random-password'
@@ -27,16 +28,24 @@ def acl_command(key):
 
 
 @pytest.fixture
-def acl_redis(own_redis, key):
-    argv = acl_command(key)
-    assert argv[0] == 'redis-cli'
-    subprocess.run(['redis-cli', '-p', str(own_redis.port)] + argv[1:],
-                   check=True, capture_output=True, timeout=10)
-    admin = redis.Redis(port=own_redis.port)
-    # the default user may do nothing: only the README's user is left
-    admin.execute_command('ACL', 'SETUSER', 'default', 'off')
-    admin.close()
-    return 'redis://sio:%s@127.0.0.1:%d/0' % (PASSWORD, own_redis.port)
+def acl_redis(key):
+    """A private Redis >= 7 (the README's command names sharded Pub/Sub's
+    commands) whose only user is the README's."""
+    server = Standalone()
+    try:
+        argv = acl_command(key)
+        assert argv[0] == 'redis-cli'
+        done = subprocess.run(['redis-cli', '-p', str(server.port)] + argv[1:],
+                              check=True, capture_output=True, timeout=10)
+        # redis-cli exits 0 on an error reply too
+        assert done.stdout.strip() == b'OK', done.stdout + done.stderr
+        admin = redis.Redis(port=server.port)
+        # the default user may do nothing: only the README's user is left
+        admin.execute_command('ACL', 'SETUSER', 'default', 'off')
+        admin.close()
+        yield 'redis://sio:%s@127.0.0.1:%d/0' % (PASSWORD, server.port)
+    finally:
+        server.close()
 
 
 def test_the_readme_acl_user_runs_a_cluster(acl_redis, key):
