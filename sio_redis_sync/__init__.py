@@ -3,7 +3,7 @@
 Re-exports the public API; the wire protocol is that of Node's
 ``@socket.io/redis-adapter`` 8.x and ``@socket.io/redis-emitter`` 5.x.
 """
-from .cluster import RemoteSocket
+from .cluster_api import RemoteSocket
 from .emitter import Batch, BroadcastOperator, Emitter
 from .exceptions import (PartialDelivery, ProtocolError, PublishError,
                          RequestTimeout, SioRedisError)

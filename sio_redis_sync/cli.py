@@ -21,7 +21,9 @@ import redis
 from . import __version__, connection, legacy, protocol
 from .emitter import Emitter
 from .exceptions import ProtocolError, RequestTimeout, SioRedisError
-from .protocol import RequestType
+from .classic import ClassicDialect
+from .protocol import Broadcast, Ignored, Request, RequestType, Response
+from .sharded import ShardedDialect
 
 PROG = 'sio-redis-sync'
 DEFAULT_URL = 'redis://localhost:6379/0'
@@ -137,13 +139,6 @@ def _event_parts(data):
     return None, data
 
 
-def _decode_broadcast(channel, nsp, data):
-    message = protocol.decode_broadcast(data)
-    return _summary('BROADCAST', message.uid, message.nsp, message.rooms,
-                    message.except_, message.data[0], message.data[1:],
-                    flags=message.flags)
-
-
 def _request_summary(request, nsp, name):
     event, payload = None, None
     extra = {}
@@ -162,55 +157,39 @@ def _request_summary(request, nsp, name):
                     event, payload, **extra)
 
 
-def _decode_request(channel, nsp, data):
-    request = protocol.decode_request(data)
-    return _request_summary(request, nsp, request.type.name)
+def _broadcast_summary(message, nsp, name, channel, sharded):
+    return _summary(name, message.uid, message.nsp, message.rooms, message.except_,
+                    message.data[0], message.data[1:], flags=message.flags)
 
 
-# responses without a type, recognised by their field
-_RESPONSE_SHAPES = (('rooms', 'ALL_ROOMS'), ('sockets', 'REMOTE_FETCH'),
-                    ('data', 'SERVER_SIDE_EMIT'))
-
-
-def _decode_response(channel, nsp, data):
-    response = protocol.decode_response(data)
-    kind = response.get('type')
-    if kind in (RequestType.BROADCAST_CLIENT_COUNT, RequestType.BROADCAST_ACK):
-        name = RequestType(kind).name
-    elif isinstance(kind, int) and kind in RequestType._value2member_map_:
-        name = RequestType(kind).name + '_RESPONSE'
-    else:
-        name = next((n for field, n in _RESPONSE_SHAPES if field in response),
-                    'EMPTY') + '_RESPONSE'
-    body = {k: v for k, v in response.items() if k not in ('type', 'requestId')}
+def _response_summary(message, nsp, name, channel, sharded):
+    body = {k: v for k, v in message.body.items() if k not in ('type', 'requestId')}
+    if sharded:
+        return _summary(name, message.uid, nsp, payload=body,
+                        request_id=message.request_id)
     to = channel.rsplit('#', 2)[1] if channel.count('#') >= 3 else None
-    return _summary(name, None, nsp, payload=body,
-                    request_id=response['requestId'], to=to or None)
+    return _summary(name, None, nsp, payload=body, request_id=message.request_id,
+                    to=to or None)
 
 
-def _decode_sharded(channel, nsp, data):
-    try:
-        from . import envelope
-    except ImportError:  # the sharded protocol module is not installed
-        raise ProtocolError('sharded message not decoded: this version has '
-                            'no sio_redis_sync.envelope') from None
-    message = envelope.decode_envelope(data)
-    name = message.type.name
-    if message.type == envelope.MessageType.BROADCAST and \
-            'requestId' not in message.data:
-        broadcast = envelope.broadcast_of(message)
-        return _summary(name, message.uid, message.nsp, broadcast.rooms,
-                        broadcast.except_, broadcast.data[0], broadcast.data[1:],
-                        flags=broadcast.flags)
-    request = envelope.request_of(message)
-    if request is not None:
-        return _request_summary(request, message.nsp, name)
-    response = envelope.response_of(message)
-    if response is not None:
-        body = {k: v for k, v in response.items() if k not in ('type', 'requestId')}
-        return _summary(name, message.uid, message.nsp, payload=body,
-                        request_id=response['requestId'])
-    return _summary(name, message.uid, message.nsp)  # heartbeats, close
+#: how a monitor shows each kind of decoded message
+SUMMARIES = {
+    Broadcast: _broadcast_summary,
+    Request: lambda message, nsp, name, channel, sharded: _request_summary(
+        message, nsp, name),
+    Response: _response_summary,
+    Ignored: lambda message, nsp, name, channel, sharded: _summary(
+        name, message.uid, message.nsp or nsp),
+}
+
+
+def _decode_with(dialect, channel, nsp, data):
+    """A message of ``dialect`` as the monitor shows it."""
+    if nsp is None:
+        raise ProtocolError('the channel names no namespace')
+    message = dialect.decode(nsp, channel.encode('utf-8'), data)
+    return SUMMARIES[type(message)](message, nsp, dialect.wire_name(message),
+                                    channel, dialect.sharded)
 
 
 def _decode_legacy(channel, nsp, data):
@@ -225,14 +204,6 @@ def _decode_legacy(channel, nsp, data):
                     **extra)
 
 
-#: the decoder of each channel family
-DECODERS = {
-    'broadcast': _decode_broadcast,
-    'request': _decode_request,
-    'response': _decode_response,
-    'sharded': _decode_sharded,
-    'legacy': _decode_legacy,
-}
 
 
 class Monitor:
@@ -261,6 +232,8 @@ class Monitor:
                           ('broadcast', key + '#'))
         self._shard_channels = set()
         self._shard_polled = 0.0
+        self._classic = ClassicDialect(key)
+        self._sharded = ShardedDialect(key)
 
     def stop(self):
         self._stop.set()
@@ -312,7 +285,11 @@ class Monitor:
             rest = channel[len(self.key):].split('#')
             nsp = rest[1] if len(rest) > 2 else None
         try:
-            record = DECODERS[family](channel, nsp, data)
+            if family == 'legacy':
+                record = _decode_legacy(channel, nsp, data)
+            else:
+                record = _decode_with(self._sharded if family == 'sharded'
+                                      else self._classic, channel, nsp, data)
         except ProtocolError as exc:
             record = _summary('MALFORMED', None, nsp, payload=repr(data[:200]),
                               error=str(exc))
@@ -498,119 +475,12 @@ def cmd_status(args):
 
 # ----------------------------------------------------------------- bench
 
-class Progress:
-    """A one-line progress bar on a terminal stream (redrawn at most every
-    0.1 s; nothing but the final line when the stream is not a terminal)."""
-
-    def __init__(self, total, label, stream=None, width=30):
-        self.total, self.label, self.width = total, label, width
-        self.stream = stream or sys.stderr
-        self._drawn = 0.0
-        self._tty = self.stream.isatty()
-
-    def update(self, done, force=False):
-        now = time.monotonic()
-        if not force and (not self._tty or now - self._drawn < 0.1):
-            return
-        self._drawn = now
-        filled = self.width * done // max(self.total, 1)
-        self.stream.write('\r%-18s [%s%s] %3d%%' % (
-            self.label, '#' * filled, ' ' * (self.width - filled),
-            100 * done // max(self.total, 1)))
-        self.stream.flush()
-
-    def done(self):
-        self.update(self.total, force=True)
-        self.stream.write('\n')
-        self.stream.flush()
-
-
-def _timed(count, label, step, chunk=200):
-    """Run ``step(i)`` ``count`` times with a progress bar; messages/s."""
-    bar = Progress(count, label)
-    started = time.perf_counter()
-    for i in range(count):
-        step(i)
-        if i % chunk == 0:
-            bar.update(i)
-    seconds = time.perf_counter() - started
-    bar.done()
-    return count / seconds if seconds > 0 else float('inf')
-
-
-def _flood(client, channel, payload, count, batch=500):
-    """PUBLISH ``count`` times, ``batch`` per round trip; when it started."""
-    started = time.perf_counter()
-    pipe = client.pipeline(transaction=False)
-    for sent in range(1, count + 1):
-        pipe.publish(channel, payload)
-        if sent % batch == 0 or sent == count:
-            pipe.execute()  # and the pipeline is empty again
-    return started
-
-
-def _received(count, label, read, timeout, started=None):
-    """Wait until ``read()`` reaches ``count``, with a progress bar; the
-    seconds since ``started`` (default: now)."""
-    bar = Progress(count, label)
-    started = time.perf_counter() if started is None else started
-    deadline = time.monotonic() + timeout
-    while True:
-        got = read()
-        bar.update(got)
-        if got >= count:
-            break
-        if time.monotonic() > deadline:
-            raise SioRedisError('%s: %d of %d messages after %.0f s'
-                                % (label, got, count, timeout))
-        time.sleep(0.01)
-    bar.done()
-    return time.perf_counter() - started
-
-
 def cmd_bench(args):
-    """The emitter and listener workload against ``--url``, as ratios to
-    raw redis-py in the same process."""
-    from .manager import RedisManager
+    """The quick benchmark (its own module: it needs a RedisManager)."""
+    from .quickbench import run_bench
     if args.count < 1:
         raise UsageError('--count must be at least 1')
-    key = '%s-bench-%d' % (args.key, os.getpid())
-    emitter = Emitter(args.url, key=key)
-    raw = redis.Redis(connection_pool=connection.publisher_pool(
-        args.url, None, timeout=args.timeout))
-    channel = protocol.Channels(key, '/').broadcast
-    payload = protocol.encode_broadcast(protocol.EMITTER_UID, '/', ['bench', {'i': 0}])
-    results = {'count': args.count}
-    try:
-        results['raw_publish_per_s'] = _timed(
-            args.count, 'raw publish', lambda i: raw.publish(channel, payload))
-        results['emitter_per_s'] = _timed(
-            args.count, 'Emitter.emit', lambda i: emitter.emit('bench', {'i': i}))
-        # receiving: raw redis-py subscriber, then a RedisManager's listener
-        got = [0]
-        pubsub = raw.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(**{channel: lambda message: got.__setitem__(0, got[0] + 1)})
-        thread = pubsub.run_in_thread(sleep_time=0.05, daemon=True)
-        _received(1, 'subscribing', lambda: raw.pubsub_numsub(channel)[0][1], 10)
-        started = _flood(raw, channel, payload, args.count)
-        results['raw_receive_per_s'] = args.count / _received(
-            args.count, 'raw receive', lambda: got[0], args.timeout, started)
-        thread.stop()
-        thread.join(5)
-        manager = RedisManager(args.url, key=key)
-        try:
-            manager.initialize()
-            started = _flood(raw, channel, payload, args.count)
-            results['listener_per_s'] = args.count / _received(
-                args.count, 'listener receive',
-                lambda: manager.stats()['received'], args.timeout, started)
-        finally:
-            manager.close()
-    finally:
-        emitter.close()
-        raw.close()
-    results['emitter_ratio'] = results['emitter_per_s'] / results['raw_publish_per_s']
-    results['listener_ratio'] = results['listener_per_s'] / results['raw_receive_per_s']
+    results = run_bench(args.url, args.key, args.count, args.timeout)
     if args.json:
         print(_dumps(results))
     else:
@@ -653,7 +523,12 @@ def build_parser():
     commands = parser.add_subparsers(dest='command', metavar='COMMAND',
                                      parser_class=_Parser)
     commands.required = True
+    for add in (_add_emit, _add_monitor, _add_status, _add_bench):
+        add(commands, common)
+    return parser
 
+
+def _add_emit(commands, common):
     emit = commands.add_parser('emit', parents=[common], help='emit an event',
                                description='Emit EVENT with JSON arguments '
                                '(quote strings: \'"text"\').')
@@ -666,6 +541,8 @@ def build_parser():
     emit.add_argument('--namespace', default='/', metavar='NSP')
     emit.set_defaults(run=cmd_emit)
 
+
+def _add_monitor(commands, common):
     monitor = commands.add_parser(
         'monitor', parents=[common], help="watch the cluster's messages",
         description='Print every message on the cluster\'s channels, decoded: '
@@ -692,6 +569,8 @@ def build_parser():
                          help='stop after SECONDS')
     monitor.set_defaults(run=cmd_monitor)
 
+
+def _add_status(commands, common):
     status = commands.add_parser(
         'status', parents=[common], help='servers, rooms and sockets',
         description='Server count, rooms and sockets per namespace (through '
@@ -705,6 +584,8 @@ def build_parser():
     status.add_argument('--json', action='store_true')
     status.set_defaults(run=cmd_status)
 
+
+def _add_bench(commands, common):
     bench = commands.add_parser(
         'bench', parents=[common], help='a quick throughput benchmark',
         description='Publish and receive COUNT messages with Emitter and a '
@@ -716,7 +597,6 @@ def build_parser():
                        help='seconds to wait for the messages (default %(default)s)')
     bench.add_argument('--json', action='store_true')
     bench.set_defaults(run=cmd_bench)
-    return parser
 
 
 class _SafeFormatter(logging.Formatter):

@@ -18,6 +18,8 @@ from redis.sentinel import (Sentinel, SentinelConnectionPool,
                             SentinelManagedConnection,
                             SentinelManagedSSLConnection)
 
+from . import internals
+
 #: default cap of the publisher pool (per Emitter or manager, whatever the
 #: number of threads or greenlets publishing through it)
 MAX_CONNECTIONS = 10
@@ -407,10 +409,7 @@ class CountingPool(redis.BlockingConnectionPool):
 
     def make_connection(self):
         connection = super().make_connection()
-        # public since redis-py 5.1
-        register = getattr(connection, 'register_connect_callback', None) or \
-            connection._register_connect_callback
-        register(self._on_connect)
+        internals.register_connect_callback(connection, self._on_connect)
         return connection
 
     def _on_connect(self, connection):

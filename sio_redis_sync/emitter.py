@@ -9,16 +9,14 @@ import functools
 import secrets
 
 from . import connection, envelope, protocol
-from .cluster import RemoteSocket
-from .publisher import Publisher
+from .answers import Answers
+from .cluster_api import RemoteSocket
+from .modes import new_dialect
+from .protocol import RequestType
+from .redis_cluster import ClusterAnswers, new_publisher
 from .requests import Acks, Replies
-from .envelope import MessageType
-from .exceptions import SioRedisError
-from .sharded import (ClusterAnswers, ClusterPublisher, ShardedPublisher,
-                      ask_sharded, decode_response)
-from .transport import Answers, numsub
 
-__all__ = ['Emitter', 'Batch', 'BroadcastOperator']
+__all__ = ['Emitter', 'Batch', 'BroadcastOperator', 'Targets']
 # how long the Emitter waits for answers by default (Node's requestsTimeout)
 REQUESTS_TIMEOUT = 5.0
 # @socket.io/redis-emitter refuses these: the servers reserve them
@@ -40,50 +38,26 @@ def _namespace(nsp):
     return nsp if nsp.startswith('/') else '/' + nsp
 
 
-@functools.lru_cache(maxsize=1024)
-def _channels(key, nsp):
-    """The (immutable) channel names of ``nsp``, computed once per process."""
-    return protocol.Channels(key, _namespace(nsp))
-
-
-def _encode_emit(channels, event, args, rooms, except_, flags):
-    """``(channel, payload)`` of an emit, as @socket.io/redis-emitter lays it out."""
-    _check_event(event)
-    rooms = protocol.unique_rooms(rooms)
-    payload = protocol.encode_broadcast(
-        protocol.EMITTER_UID, channels.nsp, [event, *args], rooms, except_, flags,
-        emitter_order=True)
-    return channels.for_rooms(rooms), payload
-
-
 class BroadcastOperator:
     """A target selection (namespace, rooms, except, flags) in the cluster.
 
     Immutable: :meth:`to`, :meth:`except_` and the flag helpers return a new
-    operator, so one can be kept and shared between threads.
+    operator, so one can be kept and shared between threads. Every call is
+    one message of its emitter's dialect (classic or sharded).
     """
-    __slots__ = ('_publish', '_channels', '_rooms', '_except', '_flags',
-                 '_emitter')
+    __slots__ = ('_emitter', '_nsp', '_rooms', '_except', '_flags')
 
-    def __init__(self, publish, channels, rooms=(), except_=(), flags=None,
-                 emitter=None):
-        self._publish = publish
-        self._channels = channels
+    def __init__(self, emitter, nsp, rooms=(), except_=(), flags=None):
+        self._emitter = emitter
+        self._nsp = nsp
         self._rooms = rooms
         self._except = except_
         self._flags = flags or {}
-        self._emitter = emitter
 
     def _but(self, **changes):
         fields = {'rooms': self._rooms, 'except_': self._except,
-                  'flags': self._flags, 'emitter': self._emitter, **changes}
-        return type(self)(self._publish, self._channels, **fields)
-
-    def _ask(self, entry, payload, timeout):
-        if self._emitter is None:
-            raise RuntimeError('this operator only publishes; ask through '
-                               'an Emitter')
-        return self._emitter._ask(self._channels, entry, payload, timeout)
+                  'flags': self._flags, **changes}
+        return BroadcastOperator(self._emitter, self._nsp, **fields)
 
     def to(self, room):
         """Target ``room`` too (a room name, a sid, or a list of them)."""
@@ -112,34 +86,37 @@ class BroadcastOperator:
         :raises TypeError: if an argument cannot be encoded.
         :raises sio_redis_sync.PublishError: if Redis refused the message.
         """
-        channel, payload = _encode_emit(self._channels, event, args, self._rooms,
-                                        self._except, self._flags)
-        return self._publish(channel, payload, self._channels)
+        _check_event(event)
+        return self._emitter.send(self._emitter.dialect.encode_broadcast(
+            self._nsp, None, [event, *args], self._rooms, self._except, self._flags))
+
+    def _notify(self, kind, **fields):
+        return self._emitter.send(self._emitter.dialect.encode_request(
+            self._nsp, None, protocol.new_request(kind, None, self._rooms, self._except, **fields)))
 
     def sockets_join(self, rooms):
         """Make the selected sockets join ``rooms``, on every server."""
-        return self._request(protocol.encode_remote_join(
-            None, self._rooms, self._except, protocol.as_rooms(rooms)))
+        return self._notify(RequestType.REMOTE_JOIN, rooms_arg=protocol.as_rooms(rooms))
 
     def sockets_leave(self, rooms):
         """Make the selected sockets leave ``rooms``, on every server."""
-        return self._request(protocol.encode_remote_leave(
-            None, self._rooms, self._except, protocol.as_rooms(rooms)))
+        return self._notify(RequestType.REMOTE_LEAVE, rooms_arg=protocol.as_rooms(rooms))
 
     def disconnect_sockets(self, close=False):
         """Disconnect the selected sockets; ``close`` closes their connection."""
-        return self._request(protocol.encode_remote_disconnect(
-            None, self._rooms, self._except, close))
+        return self._notify(RequestType.REMOTE_DISCONNECT, close=close)
 
     def server_side_emit(self, event, *args):
         """Send ``event`` to the servers of this namespace (Node's
         ``serverSideEmit``, without acknowledgement)."""
         _check_event(event)
-        return self._request(protocol.encode_server_side_emit(
-            protocol.EMITTER_UID, [event, *args]))
+        return self._emitter.send(self._emitter.dialect.encode_request(
+            self._nsp, None, protocol.new_request(RequestType.SERVER_SIDE_EMIT,
+                                                  data=[event, *args])))
 
-    def _request(self, payload):
-        return self._publish(self._channels.request, payload, self._channels)
+    def _ask(self, entry, kind, timeout, rooms=(), except_=(), **fields):
+        return self._emitter.ask(self._nsp, entry, lambda uid, request_id: protocol.new_request(
+            kind, request_id, rooms, except_, **fields), timeout)
 
     def emit_with_ack(self, event, *args, timeout=REQUESTS_TIMEOUT):
         """Send ``event`` to the selected sockets and wait for every
@@ -151,14 +128,10 @@ class BroadcastOperator:
                                                 the acks that did arrive.
         """
         _check_event(event)
-        rooms = protocol.unique_rooms(self._rooms)
-        channels = self._channels
-        return self._ask(
-            lambda servers: Acks('emit_with_ack(%r)' % event, servers),
-            lambda uid, request_id: protocol.encode_broadcast_request(
-                uid, request_id, channels.nsp, [event, *args], rooms,
-                self._except, {**self._flags, 'timeout': int(timeout * 1000)}),
-            timeout)
+        return self._ask(lambda servers: Acks('emit_with_ack(%r)' % event, servers),
+                         RequestType.BROADCAST, timeout, self._rooms, self._except,
+                         flags={**self._flags, 'timeout': int(timeout * 1000)},
+                         data=[event, *args])
 
     def fetch_sockets(self, timeout=REQUESTS_TIMEOUT):
         """The selected sockets of the cluster, as
@@ -168,21 +141,22 @@ class BroadcastOperator:
         :raises sio_redis_sync.RequestTimeout: if a server did not answer in
                                                 time.
         """
-        rooms = protocol.unique_rooms(self._rooms)
-        answers = self._ask(
-            lambda servers: Replies('fetch_sockets', 'sockets', servers),
-            lambda uid, request_id: protocol.encode_fetch_sockets(
-                uid, request_id, rooms, self._except), timeout)
-        return [RemoteSocket(self._emitter, self._channels.nsp, details)
+        answers = self._ask(lambda servers: Replies('fetch_sockets', 'sockets', servers),
+                            RequestType.REMOTE_FETCH, timeout, self._rooms, self._except)
+        return [RemoteSocket(self._emitter, self._nsp, details)
                 for answer in answers if isinstance(answer, list)
                 for details in answer
                 if isinstance(details, dict) and 'id' in details]
 
     def all_rooms(self, timeout=REQUESTS_TIMEOUT):
-        """Every room of the namespace on every server, sids included."""
-        answers = self._ask(
-            lambda servers: Replies('all_rooms', 'rooms', servers),
-            protocol.encode_all_rooms, timeout)
+        """Every room of the namespace on every server, sids included.
+
+        :raises sio_redis_sync.SioRedisError: in sharded mode (Node's sharded
+                                               adapter has no such request).
+        """
+        self._emitter.dialect.check_request(RequestType.ALL_ROOMS)
+        answers = self._ask(lambda servers: Replies('all_rooms', 'rooms', servers),
+                            RequestType.ALL_ROOMS, timeout)
         return {room for answer in answers if isinstance(answer, list)
                 for room in answer if isinstance(room, (str, int))}
 
@@ -195,107 +169,113 @@ class BroadcastOperator:
         """
         _check_event(event)
         return self._ask(
-            lambda servers: Replies('server_side_call(%r)' % event, 'data',
-                                    servers),
-            lambda uid, request_id: protocol.encode_server_side_emit(
-                uid, [event, *args], request_id), timeout)
-
-    def server_count(self):
-        """How many servers serve this namespace (PUBSUB NUMSUB)."""
-        if self._emitter is None:
-            raise RuntimeError('this operator only publishes')
-        return numsub(self._emitter.redis, self._channels.request)
-
-
-class ShardedOperator(BroadcastOperator):
-    """A :class:`BroadcastOperator` of a sharded cluster (Node's
-    ``createShardedAdapter``): every call is one SPUBLISH of an envelope
-    ``{uid, nsp, type, data}`` (uid ``emitter``, like the layout verified
-    against Node 8.3.0), on ``K#N#``, or on the room's channel for a
-    single-room emit when the subscription mode routes it there."""
-    __slots__ = ()
-
-    def _send(self, kind, data, channel=None):
-        channels = self._channels
-        payload = envelope.encode_envelope(kind, data, protocol.EMITTER_UID,
-                                           channels.nsp, emitter_order=True)
-        channel = channel or channels.main
-        return self._publish(channel, payload, channels)
-
-    def emit(self, event, *args):
-        _check_event(event)
-        rooms = protocol.unique_rooms(self._rooms)
-        return self._send(MessageType.BROADCAST, envelope.broadcast_data(
-            [event, *args], rooms, self._except, self._flags,
-            nsp=self._channels.nsp),
-            self._channels.for_broadcast(self._emitter.subscription_mode, rooms))
-
-    def sockets_join(self, rooms):
-        return self._send(MessageType.SOCKETS_JOIN, envelope.join_data(
-            self._rooms, self._except, protocol.as_rooms(rooms)))
-
-    def sockets_leave(self, rooms):
-        return self._send(MessageType.SOCKETS_LEAVE, envelope.join_data(
-            self._rooms, self._except, protocol.as_rooms(rooms)))
-
-    def disconnect_sockets(self, close=False):
-        return self._send(MessageType.DISCONNECT_SOCKETS, envelope.disconnect_data(
-            self._rooms, self._except, close))
-
-    def server_side_emit(self, event, *args):
-        _check_event(event)
-        return self._send(MessageType.SERVER_SIDE_EMIT,
-                          envelope.server_side_emit_data([event, *args]))
-
-    def _request(self, kind, data_of):
-        # requests carry the emitter's own uid: the answers come back to it
-        channels = self._channels
-        return lambda uid, request_id: (channels.main, envelope.encode_envelope(
-            kind, data_of(request_id), uid, channels.nsp))
-
-    def emit_with_ack(self, event, *args, timeout=REQUESTS_TIMEOUT):
-        _check_event(event)
-        rooms = protocol.unique_rooms(self._rooms)
-        return self._ask(
-            lambda servers: Acks('emit_with_ack(%r)' % event, servers),
-            self._request(MessageType.BROADCAST, lambda request_id: envelope.broadcast_data(
-                [event, *args], rooms, self._except,
-                {**self._flags, 'timeout': int(timeout * 1000)}, request_id)),
-            timeout)
-
-    def fetch_sockets(self, timeout=REQUESTS_TIMEOUT):
-        rooms = protocol.unique_rooms(self._rooms)
-        answers = self._ask(
-            lambda servers: Replies('fetch_sockets', 'sockets', servers),
-            self._request(MessageType.FETCH_SOCKETS, lambda request_id:
-                          envelope.fetch_data(request_id, rooms, self._except)),
-            timeout)
-        return [RemoteSocket(self._emitter, self._channels.nsp, details)
-                for answer in answers if isinstance(answer, list)
-                for details in answer
-                if isinstance(details, dict) and 'id' in details]
-
-    def all_rooms(self, timeout=REQUESTS_TIMEOUT):
-        """Refused: Node's sharded adapter has no "all rooms" request."""
-        raise SioRedisError("all_rooms() does not exist in sharded mode: Node's "
-                            'sharded adapter has no such request')
-
-    def server_side_call(self, event, *args, timeout=REQUESTS_TIMEOUT):
-        _check_event(event)
-        return self._ask(
             lambda servers: Replies('server_side_call(%r)' % event, 'data', servers),
-            self._request(MessageType.SERVER_SIDE_EMIT, lambda request_id:
-                          envelope.server_side_emit_data([event, *args], request_id)),
-            timeout)
+            RequestType.SERVER_SIDE_EMIT, timeout, data=[event, *args])
 
     def server_count(self):
-        """How many servers serve this namespace (PUBSUB SHARDNUMSUB)."""
-        if self._emitter is None:
-            raise RuntimeError('this operator only publishes')
-        return self._emitter._publisher.numsub(self._channels.main)
+        """How many servers serve this namespace (PUBSUB NUMSUB, or
+        SHARDNUMSUB in sharded mode)."""
+        return self._emitter.server_count(self._nsp)
 
 
-class Emitter:
+class Targets:
+    """What an :class:`Emitter` and a :class:`Batch` both offer: operators
+    and the calls that select sockets, over the subclass's ``dialect``,
+    ``send(outgoing)``, ``ask(nsp, entry, make_request, timeout)`` and
+    ``server_count(namespace)``."""
+
+    def of(self, namespace):
+        """An operator for ``namespace`` (a missing leading ``/`` is added)."""
+        return BroadcastOperator(self, _namespace(namespace))
+
+    def to(self, room):
+        """An operator for the sockets of ``room`` in the ``/`` namespace."""
+        return self._root.to(room)
+
+    in_ = to
+
+    def except_(self, room):
+        """An operator for every socket of ``/`` but those of ``room``."""
+        return self._root.except_(room)
+
+    @property
+    def volatile(self):
+        return self._root.volatile
+
+    def compress(self, compress=True):
+        return self._root.compress(compress)
+
+    def emit(self, event, data=None, to=None, room=None, skip_sid=None,
+             namespace=None):
+        """Emit like :meth:`socketio.Server.emit`: ``data`` is one argument,
+        a tuple is several, None is none.
+
+        :param to: the recipient: a sid, a room or a list of them; all
+                   clients of the namespace if omitted.
+        :param room: an alias of ``to``.
+        :param skip_sid: a sid or room, or a list of them, to leave out.
+        :param namespace: default ``/``.
+        :return: how many Redis subscribers (servers) received the message.
+        :raises TypeError: if ``data`` cannot be encoded.
+        :raises sio_redis_sync.PublishError: if Redis refused the message.
+        """
+        _check_event(event)
+        return self.send(self.dialect.encode_broadcast(
+            _namespace(namespace or '/'), None, [event, *protocol.as_args(data)],
+            protocol.as_rooms(to or room), protocol.as_rooms(skip_sid)))
+
+    def _select(self, room, skip, namespace):
+        return self.of(namespace).to(room).except_(skip)
+
+    def sockets_join(self, rooms, room=None, skip=None, namespace='/'):
+        """Make the sockets of ``room`` (all if None) but those of ``skip``
+        join ``rooms``, on every server (like ``to(room).sockets_join()``)."""
+        return self._select(room, skip, namespace).sockets_join(rooms)
+
+    def sockets_leave(self, rooms, room=None, skip=None, namespace='/'):
+        """Make the selected sockets leave ``rooms``, on every server."""
+        return self._select(room, skip, namespace).sockets_leave(rooms)
+
+    def disconnect_sockets(self, close=False, room=None, skip=None,
+                           namespace='/'):
+        """Disconnect the selected sockets (every socket of ``namespace`` if
+        ``room`` is None)."""
+        return self._select(room, skip, namespace).disconnect_sockets(close)
+
+    def server_side_emit(self, event, *args, namespace='/'):
+        """Send ``event`` to the servers of ``namespace`` (Node's
+        ``serverSideEmit``)."""
+        return self.of(namespace).server_side_emit(event, *args)
+
+    def server_side_call(self, event, *args, namespace='/',
+                         timeout=REQUESTS_TIMEOUT):
+        """Send ``event`` to every server and wait for each one's answer."""
+        return self.of(namespace).server_side_call(event, *args,
+                                                   timeout=timeout)
+
+    def emit_with_ack(self, event, data=None, to=None, room=None,
+                      skip_sid=None, namespace=None, timeout=REQUESTS_TIMEOUT):
+        """Like :meth:`emit`, and wait for every targeted client's ack.
+
+        :return: one ack per client (its first argument).
+        :raises sio_redis_sync.RequestTimeout: if an ack is missing after
+                                                ``timeout`` seconds.
+        """
+        operator = self._select(to or room, skip_sid, namespace or '/')
+        return operator.emit_with_ack(event, *protocol.as_args(data), timeout=timeout)
+
+    def fetch_sockets(self, room=None, namespace='/', skip=None,
+                      timeout=REQUESTS_TIMEOUT):
+        """The sockets of the cluster in ``room`` (all if None) but those in
+        ``skip``, as :class:`~sio_redis_sync.RemoteSocket`."""
+        return self._select(room, skip, namespace).fetch_sockets(timeout)
+
+    def all_rooms(self, namespace='/', timeout=REQUESTS_TIMEOUT):
+        """Every room of ``namespace`` on every server, sids included."""
+        return self.of(namespace).all_rooms(timeout)
+
+
+class Emitter(Targets):
     """Emit to a Socket.IO cluster (Python or Node servers) through Redis.
 
     Thread-free and safe to share: each call is one PUBLISH through a
@@ -356,32 +336,16 @@ class Emitter:
                  publish_timeout=connection.PUBLISH_TIMEOUT,
                  publish_retries=connection.PUBLISH_RETRIES, mode='classic',
                  subscription_mode=envelope.DYNAMIC, cluster=False):
-        if mode not in ('classic', 'sharded'):
-            raise ValueError("mode must be 'classic' or 'sharded', got %r" % (mode,))
+        #: what every call becomes on the wire
+        self.dialect = new_dialect(mode, key, subscription_mode, emitter=True)
+        envelope.check_mode(subscription_mode)  # classic mode too, as always
         self.mode = mode
-        self.subscription_mode = envelope.check_mode(subscription_mode)
+        self.subscription_mode = subscription_mode
         if cluster and (mode != 'sharded' or not isinstance(url_or_client, str)):
             raise ValueError("a Redis Cluster needs mode='sharded' and a URL")
-        if cluster:
-            self._publisher = ClusterPublisher(
-                url_or_client, redis_options, max_connections=max_connections,
-                timeout=publish_timeout, retries=publish_retries)
-        elif mode == 'sharded' and isinstance(url_or_client, str):
-            self._publisher = ShardedPublisher(
-                url_or_client, redis_options, max_connections=max_connections,
-                timeout=publish_timeout, retries=publish_retries)
-        elif mode == 'sharded':
-            self._publisher = ShardedPublisher(client=url_or_client,
-                                               timeout=publish_timeout,
-                                               retries=publish_retries)
-        elif isinstance(url_or_client, str):
-            self._publisher = Publisher(
-                url_or_client, redis_options, max_connections=max_connections,
-                timeout=publish_timeout, retries=publish_retries)
-        else:
-            self._publisher = Publisher(client=url_or_client,
-                                        timeout=publish_timeout,
-                                        retries=publish_retries)
+        self._publisher = new_publisher(url_or_client, redis_options, self.dialect.sharded,
+                                        cluster, max_connections=max_connections,
+                                        timeout=publish_timeout, retries=publish_retries)
         #: the ``redis.Redis`` client every publish goes through (None on a
         #: Redis Cluster: the publisher makes its ``RedisCluster`` when needed)
         self.redis = None if cluster else self._publisher.client
@@ -394,19 +358,28 @@ class Emitter:
 
     def _new_answers(self, url_or_client, redis_options, timeout, cluster):
         """Where the answers to this emitter's requests are read."""
+        dialect = self.dialect
         if cluster:
-            return ClusterAnswers(self._publisher, timeout)
-        sharded = self.mode == 'sharded'
-        decode = decode_response if sharded else protocol.decode_response
+            return ClusterAnswers(self._publisher, timeout, dialect)
         if isinstance(url_or_client, str):
             return Answers(functools.partial(_subscriber, url_or_client,
-                                             redis_options, timeout),
-                           decode, sharded=sharded)
+                                             redis_options, timeout), dialect)
         # a connection of the user's pool, given back while no request waits
-        return Answers(url_or_client.pubsub, decode, sharded=sharded, keep=False)
+        return Answers(url_or_client.pubsub, dialect, keep=False)
 
-    def _publish(self, channel, payload, channels=None):
-        return self._publisher.publish(channel, payload, channels)
+    def send(self, message):
+        """Publish an :class:`~sio_redis_sync.protocol.Outgoing` of
+        :attr:`dialect` (with the delivery check when it has channels).
+
+        :return: how many Redis subscribers received it.
+        :raises sio_redis_sync.PublishError: if Redis refused it.
+        """
+        return self._publisher.publish(message.channel, message.payload, message.channels)
+
+    def send_many(self, messages):
+        """Publish each :class:`~sio_redis_sync.protocol.Outgoing`, in order,
+        in one round trip where the connection allows (see :meth:`pipeline`)."""
+        return self._publisher.publish_many(messages)
 
     def stats(self):
         """Counters of this emitter (in this process): ``published``,
@@ -421,119 +394,28 @@ class Emitter:
                 'connections_opened': publisher.connections_opened,
                 'dropped_malformed': self._answers.dropped_malformed}
 
-    def _ask(self, channels, entry, payload, timeout):
-        uid = self.uid
-        if self.mode == 'sharded':
-            return ask_sharded(self._publisher, self._answers, channels, uid, entry,
-                               lambda request_id: payload(uid, request_id), timeout)
-        return self._answers.ask(
-            [channels.response, channels.response_for(uid)],
-            lambda: numsub(self.redis, channels.request), entry,
-            lambda request_id: (channels.request, payload(uid, request_id)),
-            self._publish, timeout)
+    def ask(self, nsp, entry, make_request, timeout):
+        """Send a request of this emitter to the servers of ``nsp`` and
+        collect their answers.
 
-    def of(self, namespace):
-        """An operator for ``namespace`` (a missing leading ``/`` is added)."""
-        if self.mode == 'sharded':
-            return ShardedOperator(self._publish,
-                                   envelope.ShardedChannels(self.key, _namespace(namespace)),
-                                   emitter=self)
-        return BroadcastOperator(self._publish, _channels(self.key, namespace),
-                                 emitter=self)
-
-    def to(self, room):
-        """An operator for the sockets of ``room`` in the ``/`` namespace."""
-        return self._root.to(room)
-
-    in_ = to
-
-    def except_(self, room):
-        """An operator for every socket of ``/`` but those of ``room``."""
-        return self._root.except_(room)
-
-    @property
-    def volatile(self):
-        return self._root.volatile
-
-    def compress(self, compress=True):
-        return self._root.compress(compress)
-
-    def emit(self, event, data=None, to=None, room=None, skip_sid=None,
-             namespace=None):
-        """Emit like :meth:`socketio.Server.emit`: ``data`` is one argument,
-        a tuple is several, None is none.
-
-        :param to: the recipient: a sid, a room or a list of them; all
-                   clients of the namespace if omitted.
-        :param room: an alias of ``to``.
-        :param skip_sid: a sid or room, or a list of them, to leave out.
-        :param namespace: default ``/``.
-        :return: how many Redis subscribers (servers) received the message.
-        :raises TypeError: if ``data`` cannot be encoded.
-        :raises sio_redis_sync.PublishError: if Redis refused the message.
+        :param entry: ``entry(servers)`` -> the pending entry fed the answers.
+        :param make_request: ``make_request(uid, request_id)`` -> the
+                             :class:`~sio_redis_sync.protocol.Request`.
+        :raises sio_redis_sync.RequestTimeout: after ``timeout`` seconds.
+        :raises sio_redis_sync.PublishError: if Redis failed.
         """
-        if self.mode == 'sharded':
-            return self._select(to or room, skip_sid, namespace or '/').emit(
-                event, *protocol.as_args(data))
-        channels = _channels(self.key, namespace or '/')
-        channel, payload = _encode_emit(
-            channels, event, protocol.as_args(data), protocol.as_rooms(to or room),
-            protocol.as_rooms(skip_sid), None)
-        return self._publish(channel, payload, channels)
-
-    def _select(self, room, skip, namespace):
-        return self.of(namespace).to(room).except_(skip)
-
-    def sockets_join(self, rooms, room=None, skip=None, namespace='/'):
-        """Make the sockets of ``room`` (all if None) but those of ``skip``
-        join ``rooms``, on every server (like ``to(room).sockets_join()``)."""
-        return self._select(room, skip, namespace).sockets_join(rooms)
-
-    def sockets_leave(self, rooms, room=None, skip=None, namespace='/'):
-        """Make the selected sockets leave ``rooms``, on every server."""
-        return self._select(room, skip, namespace).sockets_leave(rooms)
-
-    def disconnect_sockets(self, close=False, room=None, skip=None,
-                           namespace='/'):
-        """Disconnect the selected sockets (every socket of ``namespace`` if
-        ``room`` is None)."""
-        return self._select(room, skip, namespace).disconnect_sockets(close)
-
-    def server_side_emit(self, event, *args, namespace='/'):
-        """Send ``event`` to the servers of ``namespace`` (Node's
-        ``serverSideEmit``)."""
-        return self.of(namespace).server_side_emit(event, *args)
-
-    def server_side_call(self, event, *args, namespace='/',
-                         timeout=REQUESTS_TIMEOUT):
-        """Send ``event`` to every server and wait for each one's answer."""
-        return self.of(namespace).server_side_call(event, *args,
-                                                   timeout=timeout)
-
-    def emit_with_ack(self, event, data=None, to=None, room=None,
-                      skip_sid=None, namespace=None, timeout=REQUESTS_TIMEOUT):
-        """Like :meth:`emit`, and wait for every targeted client's ack.
-
-        :return: one ack per client (its first argument).
-        :raises sio_redis_sync.RequestTimeout: if an ack is missing after
-                                                ``timeout`` seconds.
-        """
-        operator = self._select(to or room, skip_sid, namespace or '/')
-        return operator.emit_with_ack(event, *protocol.as_args(data), timeout=timeout)
-
-    def fetch_sockets(self, room=None, namespace='/', skip=None,
-                      timeout=REQUESTS_TIMEOUT):
-        """The sockets of the cluster in ``room`` (all if None) but those in
-        ``skip``, as :class:`~sio_redis_sync.RemoteSocket`."""
-        return self._select(room, skip, namespace).fetch_sockets(timeout)
-
-    def all_rooms(self, namespace='/', timeout=REQUESTS_TIMEOUT):
-        """Every room of ``namespace`` on every server, sids included."""
-        return self.of(namespace).all_rooms(timeout)
+        dialect, uid = self.dialect, self.uid
+        responses = dialect.response_channels(nsp, uid)
+        return self._answers.for_channel(responses[-1]).ask(
+            responses, lambda: self.server_count(nsp), entry,
+            lambda request_id: dialect.encode_request(
+                nsp, uid, make_request(uid, request_id)),
+            self.send, timeout)
 
     def server_count(self, namespace='/'):
-        """How many servers serve ``namespace`` (PUBSUB NUMSUB)."""
-        return self.of(namespace).server_count()
+        """How many servers serve ``namespace`` (PUBSUB NUMSUB, or
+        SHARDNUMSUB in sharded mode)."""
+        return self._publisher.numsub(self.dialect.servers_channel(_namespace(namespace)))
 
     def close(self):
         """Release the connections (only those of a client it created) and
@@ -572,30 +454,45 @@ class Emitter:
         return Batch(self)
 
 
-class Batch(Emitter):
+class Batch(Targets):
     """Emits queued by :meth:`Emitter.pipeline`, published by :meth:`execute`.
 
-    :param emitter: the :class:`Emitter` whose publisher and key it uses.
+    It has the :class:`Emitter`'s API for what publishes (:meth:`emit`,
+    :meth:`of`, :meth:`to`, :meth:`sockets_join`, ...): each call is encoded by
+    the emitter's dialect at once and queued. Requests that wait for answers
+    (``fetch_sockets``, ``emit_with_ack``, ...) raise RuntimeError.
+
+    :param emitter: the :class:`Emitter` whose publisher and dialect it uses.
     """
 
     def __init__(self, emitter):
-        self._publisher = emitter._publisher
+        self._emitter = emitter
+        #: the emitter's, so encoding is the same
+        self.dialect = emitter.dialect
         self.mode = emitter.mode
         self.subscription_mode = emitter.subscription_mode
         self.redis = emitter.redis
         self.key = emitter.key
         self.uid = emitter.uid
-        self._answers = emitter._answers
         self._root = self.of('/')
         self._queued = []
         #: after :meth:`execute`: how many subscribers got each message
         self.results = None
 
-    def _publish(self, channel, payload, channels=None):
-        self._queued.append((channel, payload, channels))
+    def send(self, message):
+        """Queue an :class:`~sio_redis_sync.protocol.Outgoing`."""
+        self._queued.append(message)
 
-    def _ask(self, channels, entry, payload, timeout):
+    def ask(self, nsp, entry, make_request, timeout):
         raise RuntimeError('a Batch only publishes: ask through the Emitter')
+
+    def server_count(self, namespace='/'):
+        """The emitter's :meth:`Emitter.server_count` (asked now)."""
+        return self._emitter.server_count(namespace)
+
+    def stats(self):
+        """The emitter's :meth:`Emitter.stats`."""
+        return self._emitter.stats()
 
     def __len__(self):
         return len(self._queued)
@@ -611,7 +508,7 @@ class Batch(Emitter):
             that was subscribing again after an outage.
         """
         queued, self._queued = self._queued, []
-        self.results = self._publisher.publish_many(queued) if queued else []
+        self.results = self._emitter.send_many(queued) if queued else []
         return self.results
 
     def close(self):

@@ -46,6 +46,7 @@ class MessageType(enum.IntEnum):
     ADAPTER_CLOSE = 13
 
 
+_TYPE_VALUES = frozenset(kind.value for kind in MessageType)
 # types whose data may carry binary: msgpack when it does (Node's encode())
 _MAY_CONTAIN_BINARY = frozenset((
     MessageType.BROADCAST, MessageType.BROADCAST_ACK,
@@ -251,7 +252,7 @@ def decode_envelope(payload: bytes) -> Envelope:
         raise ProtocolError('a sharded message is a map')
     kind = message.get('type')
     if not isinstance(kind, int) or isinstance(kind, bool) or \
-            kind not in MessageType._value2member_map_:
+            kind not in _TYPE_VALUES:
         raise ProtocolError('unknown message type %s' % protocol.quote(kind))
     kind = MessageType(kind)
     uid, nsp = message.get('uid'), message.get('nsp')
@@ -290,11 +291,11 @@ def broadcast_of(envelope: Envelope) -> protocol.Broadcast:
     :raises ProtocolError: if its packet or opts are malformed.
     """
     data = envelope.data
-    packet = protocol._dict(data.get('packet'), 'packet')
+    packet = protocol.as_dict(data.get('packet'), 'packet')
     if packet.get('type', protocol.EVENT) != protocol.EVENT:
         raise ProtocolError('broadcast packet type must be 2 (EVENT), got %s'
                             % protocol.quote(packet.get('type')))
-    selection = protocol._parse_selection(data)
+    selection = protocol.parse_selection(data)
     return protocol.Broadcast(
         uid=envelope.uid, nsp=envelope.nsp,
         data=_event_data(packet.get('data'), 'packet data'),
@@ -303,19 +304,19 @@ def broadcast_of(envelope: Envelope) -> protocol.Broadcast:
 
 
 def _broadcast_request(data):
-    packet = protocol._dict(data.get('packet'), 'packet')
+    packet = protocol.as_dict(data.get('packet'), 'packet')
     _event_data(packet.get('data'), 'packet data')
-    return {**protocol._parse_selection(data), 'packet': packet}
+    return {**protocol.parse_selection(data), 'packet': packet}
 
 
 def _join_leave(data):
-    return {**protocol._parse_selection(data),
-            'rooms_arg': protocol._room_list(data.get('rooms'), 'rooms')}
+    return {**protocol.parse_selection(data),
+            'rooms_arg': protocol.room_list(data.get('rooms'), 'rooms')}
 
 
 def _disconnect(data):
-    return {**protocol._parse_selection(data),
-            'close': protocol._bool(data, 'close')}
+    return {**protocol.parse_selection(data),
+            'close': protocol.as_bool(data, 'close')}
 
 
 def _server_side_emit(data):
@@ -330,7 +331,7 @@ _REQUESTS = {
     MessageType.DISCONNECT_SOCKETS: (RequestType.REMOTE_DISCONNECT, _disconnect,
                                      False),
     MessageType.FETCH_SOCKETS: (RequestType.REMOTE_FETCH,
-                                protocol._parse_selection, True),
+                                protocol.parse_selection, True),
     MessageType.SERVER_SIDE_EMIT: (RequestType.SERVER_SIDE_EMIT,
                                    _server_side_emit, False),
 }

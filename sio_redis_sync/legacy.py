@@ -9,6 +9,8 @@ import base64
 import binascii
 import functools
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -16,17 +18,13 @@ from . import protocol
 from .exceptions import ProtocolError, PublishError
 from .protocol import RequestType
 
-logger = logging.getLogger('sio_redis_sync')
+logger = logging.getLogger(__name__)
+# While mirror writes fail, one error line per this many seconds.
+LOG_EVERY = 10.0
 
-#: the channel python-socketio's managers use by default
-SOCKETIO_CHANNEL = 'socketio'
-#: the channel Flask-SocketIO's ``SocketIO(message_queue=...)`` uses by default
-FLASK_SOCKETIO_CHANNEL = 'flask-socketio'
 #: the field that marks what a sio_redis_sync server mirrored: its peers got
 #: the same change through the cluster protocol and drop this copy
 MIRROR_MARK = 'sio_redis_sync'
-METHODS = ('emit', 'callback', 'disconnect', 'enter_room', 'leave_room',
-           'close_room')
 PICKLE_MESSAGE = (
     'a pickled message: sent by python-socketio < 5.14 (Flask-SocketIO on '
     'such a python-socketio), whose queue format was pickle; it is never '
@@ -87,7 +85,7 @@ def _strip(value, attachments):
 
 def _args_of(message):
     data = message.get('data')
-    if protocol._bool(message, 'binary'):
+    if protocol.as_bool(message, 'binary'):
         if not isinstance(data, list) or not data:
             raise ProtocolError('binary emit data must be [structure, '
                                 'base64 attachments...]')
@@ -144,7 +142,7 @@ def _parse_emit(message):
         if not isinstance(namespace, str):
             raise ProtocolError('callback namespace must be a string, got %s'
                                 % protocol.quote(namespace))
-        callback = (protocol._room(room, 'callback room'), namespace,
+        callback = (protocol.as_room(room, 'callback room'), namespace,
                     _ack_id(ack_id, 'callback id'))
     return {'event': _str(message, 'event'), 'args': _args_of(message),
             'rooms': _rooms(message.get('room'), 'room'),
@@ -163,7 +161,7 @@ def _parse_callback(message):
 def _parse_room_change(message):
     # never None: that is python-socketio's room of every connected socket
     return {'sid': _str(message, 'sid'),
-            'room': protocol._room(message.get('room'), 'room')}
+            'room': protocol.as_room(message.get('room'), 'room')}
 
 
 _PARSERS = {
@@ -173,7 +171,7 @@ _PARSERS = {
     'enter_room': _parse_room_change,
     'leave_room': _parse_room_change,
     'close_room': lambda message: {
-        'room': protocol._room(message.get('room'), 'room')},
+        'room': protocol.as_room(message.get('room'), 'room')},
 }
 
 
@@ -322,13 +320,20 @@ class LegacyBridge:
     :data:`MIRROR_MARK`, and sio_redis_sync servers drop them (they got the
     original).
 
-    :param manager: the manager it serves.
+    :param manager: the manager it serves (its public ``host_id``, ``key``,
+                    ``basic_close_room``).
     :param channel: the legacy channel (``'flask-socketio'`` or
                     ``'socketio'``).
     :param mirror: also publish this server's emits and room changes there.
+    :param handle: ``handle(namespace, message)``: the manager's way to act
+                   on a decoded Request (joins, leaves, disconnects).
+    :param deliver_event: ``deliver_event(namespace, data, rooms, skip,
+                          callback)``: delivery to the manager's clients.
+    :param publish: ``publish(channel, payload)``: the manager's publisher.
     """
 
-    def __init__(self, manager, channel, mirror=True, log=None):
+    def __init__(self, manager, channel, mirror=True, log=None, *, handle,
+                 deliver_event, publish):
         if not isinstance(channel, str) or not channel:
             raise ValueError('legacy_channel must be a non-empty string')
         self.manager = manager
@@ -336,6 +341,13 @@ class LegacyBridge:
         self.channel_bytes = channel.encode('utf-8')
         self.mirror_enabled = mirror
         self._log = log or logger
+        self._handle = handle
+        self._deliver_event = deliver_event
+        self._publish = publish
+        #: mirror writes that failed after the real publish succeeded
+        self.mirror_failures = 0
+        self._mirror_lock = threading.Lock()
+        self._mirror_logged_at = None
         self._handlers = {
             'emit': self._on_emit,
             'callback': self._on_callback,
@@ -344,6 +356,10 @@ class LegacyBridge:
             'leave_room': self._on_leave_room,
             'close_room': self._on_close_room,
         }
+
+    def after_fork(self):
+        """In a forked child: a new lock."""
+        self._mirror_lock = threading.Lock()
 
     # ------------------------------------------------ from the legacy channel
 
@@ -361,19 +377,17 @@ class LegacyBridge:
         self._handlers[message.method](message)
 
     def _on_emit(self, message):
-        manager = self.manager
         callback = None
         if message.callback is not None:
             # as python-socketio: each client's ack goes back to the sender
             callback = functools.partial(self._return_callback, message.host_id,
                                          *message.callback)
-        targets = manager._select(message.namespace, message.rooms, message.skip)
-        manager._deliver_remote(message.namespace,
-                                [message.event, *message.args], targets, callback)
+        self._deliver_event(message.namespace, [message.event, *message.args],
+                            message.rooms, message.skip, callback)
 
     def _return_callback(self, host_id, sid, namespace, callback_id, *args):
         try:
-            self.manager._publisher.publish(self.channel, encode_callback(
+            self._publish(self.channel, encode_callback(
                 host_id, sid, namespace, callback_id, args))
         except PublishError:
             pass  # logged and counted by the publisher; the sender times out
@@ -385,26 +399,19 @@ class LegacyBridge:
                               'this server (it sent no emit with a callback '
                               'on %r)', self.channel)
 
+    # one socket's disconnect, join, leave: the legacy forms of the classic
+    # requests, handled as the manager handles those (no request id: no answer)
     def _on_disconnect(self, message):
-        manager = self.manager
-        if manager.server is not None and \
-                manager._is_local(message.sid, message.namespace):
-            eio_sid = manager.eio_sid_from_sid(message.sid, message.namespace)
-            # on the manager's bounded worker, as every remote disconnect
-            manager._submit(manager._disconnect_local, message.namespace,
-                            {message.sid: eio_sid}, False)
+        self._handle(message.namespace, protocol.Request(
+            RequestType.REMOTE_DISCONNECT, sid=message.sid))
 
     def _on_enter_room(self, message):
-        with self.manager._lock:
-            if self.manager._is_local(message.sid, message.namespace):
-                self.manager.basic_enter_room(message.sid, message.namespace,
-                                              message.room)
+        self._handle(message.namespace, protocol.Request(
+            RequestType.REMOTE_JOIN, sid=message.sid, room=message.room))
 
     def _on_leave_room(self, message):
-        with self.manager._lock:
-            if self.manager._is_local(message.sid, message.namespace):
-                self.manager.basic_leave_room(message.sid, message.namespace,
-                                              message.room)
+        self._handle(message.namespace, protocol.Request(
+            RequestType.REMOTE_LEAVE, sid=message.sid, room=message.room))
 
     def _on_close_room(self, message):
         self.manager.basic_close_room(message.room, message.namespace)
@@ -415,7 +422,9 @@ class LegacyBridge:
         """Write the legacy form of what the manager just published on
         ``channel`` (when mirroring is on).
 
-        :raises sio_redis_sync.PublishError: if Redis refused it.
+        A write Redis refuses is counted (:attr:`mirror_failures`) and logged
+        (once per :data:`LOG_EVERY` seconds), not raised: the real publish
+        succeeded, and a caller that retried would duplicate it.
         """
         if not self.mirror_enabled:
             return
@@ -425,5 +434,23 @@ class LegacyBridge:
                                        payload)
         except ProtocolError:  # not a message of ours to translate
             return
-        for message in messages:
-            manager._publisher.publish(self.channel, message)
+        try:
+            for message in messages:
+                self._publish(self.channel, message)
+        except PublishError as exc:
+            # the real publish succeeded: raising would make the caller
+            # publish it again
+            self._mirror_failed(exc)
+
+    def _mirror_failed(self, exc):
+        now = time.monotonic()
+        with self._mirror_lock:
+            self.mirror_failures += 1
+            logged = self._mirror_logged_at
+            if logged is not None and now - logged < LOG_EVERY:
+                return
+            self._mirror_logged_at = now
+            failures = self.mirror_failures
+        self._log.error('legacy mirror write failed (%s); the message itself '
+                        'was published (%d mirror failures so far)', exc,
+                        failures)

@@ -13,7 +13,7 @@ import redis
 from .connection import redact
 from .exceptions import ProtocolError
 
-logger = logging.getLogger('sio_redis_sync')
+logger = logging.getLogger(__name__)
 
 # How long one wait for data lasts before the loop looks at stop, new
 # subscriptions and the health check.

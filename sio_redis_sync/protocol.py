@@ -1,8 +1,11 @@
-"""The classic wire protocol of @socket.io/redis-adapter 8.x and redis-emitter 5.x.
+"""What every dialect shares, and the classic codecs of @socket.io/redis-adapter
+8.x and redis-emitter 5.x: bytes <-> values, the message types, RequestType.
 
-Pure and sans-IO: channel names, and bytes <-> values for broadcasts, requests
-and responses. No redis, threading, logging or clocks here. Decoders of
-untrusted bytes return a value or raise :class:`ProtocolError`, nothing else.
+Pure and sans-IO: Node-compatible msgpack and JSON (the first-byte rule), the
+validators, the decoded and outgoing message types (Broadcast, Request,
+Response, Ignored, Outgoing), classic channel names and payloads. No redis,
+threading, logging or clocks here. Decoders of untrusted bytes return a value
+or raise :class:`ProtocolError`, nothing else.
 """
 import datetime
 import enum
@@ -73,8 +76,17 @@ class Channels:
         return '%s-request#%s#' % (self.key, self.nsp)
 
     @functools.cached_property
+    def request_bytes(self) -> bytes:
+        return self.request.encode('utf-8')
+
+    @functools.cached_property
     def response(self) -> str:
         return '%s-response#%s#' % (self.key, self.nsp)
+
+    @functools.cached_property
+    def response_prefix_bytes(self) -> bytes:
+        """What every response channel of ``nsp`` starts with."""
+        return self.response.encode('utf-8')
 
     def response_for(self, uid: str) -> str:
         """The response channel addressed to the server ``uid``."""
@@ -491,7 +503,7 @@ def _is_room(value) -> bool:
     return isinstance(value, (str, int)) and not isinstance(value, bool)
 
 
-def _room_list(value, what) -> Tuple:
+def room_list(value, what) -> Tuple:
     if value is None:
         return ()
     if not isinstance(value, list):
@@ -504,7 +516,7 @@ def _room_list(value, what) -> Tuple:
     return tuple(value)
 
 
-def _room(value, what):
+def as_room(value, what):
     """One room (str or int): never None, python-socketio's connected room."""
     if not _is_room(value):
         raise ProtocolError('%s must be a string or an integer, got %s'
@@ -512,7 +524,7 @@ def _room(value, what):
     return value
 
 
-def _dict(value, what) -> dict:
+def as_dict(value, what) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -522,7 +534,7 @@ def _dict(value, what) -> dict:
 
 
 def _flags(value, what) -> dict:
-    flags = _dict(value, what)
+    flags = as_dict(value, what)
     if flags:
         # any number: the receiver clamps it (NaN, negative, infinite or
         # huge ones mean its own ack_ttl), so that a peer's odd timeout never
@@ -535,13 +547,47 @@ def _flags(value, what) -> dict:
     return flags
 
 
-def _bool(message, name) -> bool:
+def as_bool(message, name) -> bool:
     value = message.get(name)
     if value is None:
         return False
     if not isinstance(value, bool):
         raise ProtocolError('%s must be a boolean, got %s' % (name, quote(value)))
     return value
+
+
+class Outgoing(NamedTuple):
+    """A message a dialect made: PUBLISH (or SPUBLISH) ``payload`` on
+    ``channel``. ``channels`` are the namespace's channel names when the
+    publisher's delivery check applies (None for answers)."""
+    channel: str
+    payload: bytes
+    channels: Any = None
+
+
+class Subscriptions(NamedTuple):
+    """What a server subscribes for one namespace."""
+    channels: Tuple = ()
+    patterns: Tuple = ()
+
+
+class Response(NamedTuple):
+    """An answer to a request: ``body`` is the classic response dict that
+    :mod:`sio_redis_sync.requests` entries read; ``uid`` its sender, when
+    the mode says (sharded)."""
+    request_id: str
+    body: dict
+    uid: Optional[str] = None
+
+
+class Ignored(NamedTuple):
+    """A well-formed message that is not for this reader (another
+    namespace's, a heartbeat): ``reason`` is worth a debug line; ``kind``
+    the message's wire type name, ``nsp`` its namespace, where known."""
+    reason: str
+    uid: Optional[str] = None
+    kind: Optional[str] = None
+    nsp: Optional[str] = None
 
 
 class Broadcast(NamedTuple):
@@ -569,7 +615,7 @@ def decode_broadcast(payload: bytes) -> Broadcast:
     uid, packet, opts = message[0], message[1], message[2]
     if not isinstance(uid, str):
         raise ProtocolError('broadcast uid must be a string')
-    packet, opts = _dict(packet, 'packet'), _dict(opts, 'opts')
+    packet, opts = as_dict(packet, 'packet'), as_dict(opts, 'opts')
     if packet.get('type') != EVENT:
         raise ProtocolError('broadcast packet type must be 2 (EVENT), got %s'
                             % quote(packet.get('type')))
@@ -579,8 +625,8 @@ def decode_broadcast(payload: bytes) -> Broadcast:
     nsp = packet.get('nsp', '/')
     if not isinstance(nsp, str):
         raise ProtocolError('packet nsp must be a string')
-    return Broadcast(uid, nsp, data, _room_list(opts.get('rooms'), 'rooms'),
-                     _room_list(opts.get('except'), 'except'),
+    return Broadcast(uid, nsp, data, room_list(opts.get('rooms'), 'rooms'),
+                     room_list(opts.get('except'), 'except'),
                      _flags(opts.get('flags'), 'flags'))
 
 
@@ -607,6 +653,21 @@ class Request:
     packet: Optional[dict] = None
 
 
+def new_request(kind, request_id=None, rooms=(), except_=(), **fields):
+    """A :class:`Request` to send (rooms deduplicated, as lists)."""
+    return Request(type=kind, request_id=request_id, rooms=unique_rooms(rooms),
+                   except_=unique_rooms(except_), **fields)
+
+
+def ack_fields(values):
+    """``(packet, packets)`` of one client's ack values (a list): Node's
+    ``packet`` (the first) and, for Python servers, every value in
+    ``packets`` (Node ignores it) unless there is exactly one, the common
+    case, whose bytes stay Node's."""
+    packet = values[0] if values else None
+    return packet, (None if len(values) == 1 else list(values))
+
+
 def _optional_str(message, name):
     value = message.get(name)
     if value is not None and not isinstance(value, str):
@@ -622,31 +683,31 @@ def _sid(message):
     return sid
 
 
-def _parse_selection(message) -> dict:
-    opts = _dict(message.get('opts'), 'opts')
-    return {'rooms': _room_list(opts.get('rooms'), 'opts.rooms'),
-            'except_': _room_list(opts.get('except'), 'opts.except'),
+def parse_selection(message) -> dict:
+    opts = as_dict(message.get('opts'), 'opts')
+    return {'rooms': room_list(opts.get('rooms'), 'opts.rooms'),
+            'except_': room_list(opts.get('except'), 'opts.except'),
             'flags': _flags(opts.get('flags'), 'opts.flags')}
 
 
 def _parse_join_leave(message) -> dict:
     if 'sid' in message:  # legacy form: one socket, one room
-        return {'sid': _sid(message), 'room': _room(message.get('room'), 'room')}
-    return {**_parse_selection(message),
-            'rooms_arg': _room_list(message.get('rooms'), 'rooms')}
+        return {'sid': _sid(message), 'room': as_room(message.get('room'), 'room')}
+    return {**parse_selection(message),
+            'rooms_arg': room_list(message.get('rooms'), 'rooms')}
 
 
 def _parse_disconnect(message) -> dict:
-    fields = {'close': _bool(message, 'close')}
+    fields = {'close': as_bool(message, 'close')}
     if 'sid' in message:
         fields['sid'] = _sid(message)
     else:
-        fields.update(_parse_selection(message))
+        fields.update(parse_selection(message))
     return fields
 
 
 def _parse_sockets(message) -> dict:
-    return {'rooms': _room_list(message.get('rooms'), 'rooms')}
+    return {'rooms': room_list(message.get('rooms'), 'rooms')}
 
 
 def _event(value, what):
@@ -662,9 +723,9 @@ def _parse_server_side_emit(message) -> dict:
 def _parse_broadcast_request(message) -> dict:
     if not isinstance(message.get('requestId'), str):
         raise ProtocolError('a broadcast with acks needs a string requestId')
-    packet = _dict(message.get('packet'), 'packet')
+    packet = as_dict(message.get('packet'), 'packet')
     _event(packet.get('data'), 'packet data')
-    return {**_parse_selection(message), 'packet': packet}
+    return {**parse_selection(message), 'packet': packet}
 
 
 _REQUEST_PARSERS = {
@@ -673,7 +734,7 @@ _REQUEST_PARSERS = {
     RequestType.REMOTE_JOIN: _parse_join_leave,
     RequestType.REMOTE_LEAVE: _parse_join_leave,
     RequestType.REMOTE_DISCONNECT: _parse_disconnect,
-    RequestType.REMOTE_FETCH: _parse_selection,
+    RequestType.REMOTE_FETCH: parse_selection,
     RequestType.SERVER_SIDE_EMIT: _parse_server_side_emit,
     RequestType.BROADCAST: _parse_broadcast_request,
 }
@@ -743,7 +804,7 @@ def _check_sockets(value):
                                 'rooms, data} maps with a string id')
         if socket.get('rooms') is not None:
             socket['rooms'] = _answered_rooms(socket['rooms'], 'socket rooms')
-        _dict(socket.get('handshake'), 'socket handshake')
+        as_dict(socket.get('handshake'), 'socket handshake')
     return value
 
 

@@ -16,9 +16,9 @@ import redis
 from . import connection
 from .delivery import OUTAGE_WINDOW, DeliveryCheck
 from .exceptions import PartialDelivery, PublishError
-from .transport import PUBLISH_ERRORS, numsub
+from .answers import PUBLISH_ERRORS, numsub, shardnumsub
 
-logger = logging.getLogger('sio_redis_sync')
+logger = logging.getLogger(__name__)
 # first pause between two attempts; doubled each time, within the deadline
 RETRY_DELAY = 0.05
 
@@ -67,30 +67,38 @@ class Publisher:
     :param timeout: the deadline of one publish, in seconds: waiting for a
                     free connection, connecting, retries and the reply.
     :param retries: how many times a publish whose connection failed before
-                    the command was sent is tried again. A command sent but
-                    not answered is never resent (it may have been
-                    delivered): it raises at once.
+                    the command was sent is tried again (None: until the
+                    deadline). A command sent but not answered is never
+                    resent (it may have been delivered): it raises at once.
     :param sleep: how to pause between attempts (the server's ``sleep`` under
                   eventlet/gevent).
+    :param sharded: SPUBLISH and SHARDNUMSUB (sharded Pub/Sub, Redis >= 7)
+                    instead of PUBLISH and NUMSUB.
     """
-    #: the publish command (SPUBLISH for sharded Pub/Sub)
-    command = 'PUBLISH'
 
     def __init__(self, url=None, options=None, client=None,
                  max_connections=connection.MAX_CONNECTIONS,
                  timeout=connection.PUBLISH_TIMEOUT,
-                 retries=connection.PUBLISH_RETRIES, log=None, sleep=time.sleep):
+                 retries=connection.PUBLISH_RETRIES, log=None, sleep=time.sleep,
+                 sharded=False):
+        #: the publish command
+        self.command = 'SPUBLISH' if sharded else 'PUBLISH'
+        self._count = shardnumsub if sharded else numsub
         if timeout is None or timeout <= 0:
             raise ValueError('publish timeout must be a positive number')
-        if client is None:
-            self.client = redis.Redis(connection_pool=connection.publisher_pool(
+        if client is not None:
+            self._client = client
+            # never repr(client): redis-py 6 puts the password in it
+            self.where = connection.describe(client)
+            self._owns_client = False
+        elif url is not None:
+            self._client = redis.Redis(connection_pool=connection.publisher_pool(
                 url, options, max_connections, timeout))
             self.where = connection.redact(url)
             self._owns_client = True
-        else:
-            self.client = client
-            # never repr(client): redis-py 6 puts the password in it
-            self.where = connection.describe(client)
+        else:  # a subclass brings its own client (see ``client``)
+            self._client = None
+            self.where = 'Redis'
             self._owns_client = False
         #: what error texts must not show (see connection.redact)
         self._secrets = connection.secrets(url, options, client)
@@ -115,6 +123,11 @@ class Publisher:
         self._head = b'*3\r\n$%d\r\n%s\r\n' % (len(self.command),
                                                    self.command.encode())
 
+    @property
+    def client(self):
+        """The ``redis.Redis`` every publish goes through."""
+        return self._client
+
     def numsub(self, channel):
         """How many subscribers ``channel`` has (``PUBSUB NUMSUB``).
 
@@ -123,7 +136,7 @@ class Publisher:
         """
         if self._closed:
             raise PublishError(channel, PublisherClosed())
-        return numsub(self.client, channel)
+        return self._count(self.client, channel)
 
     def numpat(self):
         """How many distinct patterns are subscribed (``PUBSUB NUMPAT``); 0
@@ -167,7 +180,7 @@ class Publisher:
                 self._refuse(channel, exc)
             except _NotSent as exc:
                 self._failed_at = time.monotonic()
-                if attempts > self.retries or \
+                if (self.retries is not None and attempts > self.retries) or \
                         time.monotonic() + delay >= deadline:
                     self._fail(channel, exc.cause, attempts, started)
                 self.sleep(delay)

@@ -165,6 +165,54 @@ class AckCallback:
         return self.single
 
 
+class Deadlines:
+    """Keys that expire: a heap of ``(deadline, key)``, for the requests of
+    :class:`PendingRequests` and the manager's ack callbacks alike.
+
+    A key forgotten before its deadline leaves a stale entry behind; once
+    those outnumber the live ones the heap is rebuilt without them
+    (amortized constant), so it never holds more than twice the live keys
+    (+64). Not locked: its owner's lock guards it.
+
+    :param alive: ``alive(key)`` -> whether ``key`` is still wanted.
+    """
+
+    def __init__(self, alive):
+        self._alive = alive
+        self._heap = []
+        self._stale = 0   # entries whose key was forgotten
+
+    def add(self, deadline, key):
+        heapq.heappush(self._heap, (deadline, key))
+
+    def pop_expired(self, now):
+        """The live keys whose deadline is ``now`` or before, removed."""
+        heap = self._heap
+        expired = []
+        while heap and heap[0][0] <= now:
+            _, key = heapq.heappop(heap)
+            if self._alive(key):
+                expired.append(key)
+            else:
+                self._stale = max(self._stale - 1, 0)
+        return expired
+
+    def forgotten(self, count=1):
+        """``count`` keys went away before their deadline."""
+        self._stale += count
+        if 2 * self._stale > len(self._heap) + 64:
+            self._heap = [entry for entry in self._heap if self._alive(entry[1])]
+            heapq.heapify(self._heap)
+            self._stale = 0
+
+    def clear(self):
+        self._heap = []
+        self._stale = 0
+
+    def __len__(self):
+        return len(self._heap)
+
+
 class PendingRequests:
     """Pending entries (:class:`Replies`, :class:`Acks`, :class:`AckCallback`)
     by request id, each kept until its deadline at most.
@@ -176,14 +224,14 @@ class PendingRequests:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries = {}    # request id -> entry
-        self._deadlines = []  # heap of (deadline, request id)
+        self._deadlines = Deadlines(self._entries.__contains__)
 
     def after_fork(self):
         """In a forked child: a new lock (a parent thread may have held
         it), and nothing pending (the parent's waiters are not here)."""
         self._lock = threading.Lock()
         self._entries = {}
-        self._deadlines = []
+        self._deadlines = Deadlines(self._entries.__contains__)
 
     def add(self, request_id, entry, ttl):
         """Keep ``entry`` for ``ttl`` seconds at most."""
@@ -191,7 +239,7 @@ class PendingRequests:
             now = self._clock()
             self._expire(now)
             self._entries[request_id] = entry
-            heapq.heappush(self._deadlines, (now + ttl, request_id))
+            self._deadlines.add(now + ttl, request_id)
 
     def __contains__(self, request_id):
         with self._lock:
@@ -213,13 +261,8 @@ class PendingRequests:
 
     def discard(self, request_id):
         with self._lock:
-            self._entries.pop(request_id, None)
-            # entries removed early leave their deadline behind: rebuild the
-            # heap before those outnumber the live ones
-            if len(self._deadlines) > 2 * len(self._entries) + 64:
-                self._deadlines = [(d, r) for d, r in self._deadlines
-                                   if r in self._entries]
-                heapq.heapify(self._deadlines)
+            if self._entries.pop(request_id, None) is not None:
+                self._deadlines.forgotten()
 
     def __len__(self):
         with self._lock:
@@ -233,7 +276,5 @@ class PendingRequests:
             return len(self._entries) + len(self._deadlines)
 
     def _expire(self, now):
-        deadlines = self._deadlines
-        while deadlines and deadlines[0][0] <= now:
-            _, request_id = heapq.heappop(deadlines)
-            self._entries.pop(request_id, None)
+        for request_id in self._deadlines.pop_expired(now):
+            del self._entries[request_id]

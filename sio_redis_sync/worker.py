@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 
-logger = logging.getLogger('sio_redis_sync')
+logger = logging.getLogger(__name__)
 
 #: default number of tasks per manager
 WORKERS = 4

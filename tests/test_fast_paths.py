@@ -3,7 +3,7 @@ python-socketio's own encoder, for text, namespaces, unicode and binary."""
 import pytest
 from socketio import packet as sio_packet
 
-from sio_redis_sync.manager import _event_packets
+from sio_redis_sync.local import event_packets as _event_packets
 
 CASES = [
     ['b', 1, 1.5, 'x', {'a': [1, None, True, False]}, 'é☕ "quoted" \\ /'],

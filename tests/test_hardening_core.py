@@ -229,13 +229,13 @@ def test_after_close_a_callback_emit_raises_instead_of_listening(redis_url, key)
 def test_concurrent_initialize_and_close_leave_no_listener(redis_url, key):
     manager = RedisManager(redis_url, key=key)
     created, errors = [], []
-    new_listener = manager._wire.new_listener
+    new_listener = manager._new_listener
 
     def recording():
         listener = new_listener()
         created.append(listener)
         return listener
-    manager._wire.new_listener = recording
+    manager._new_listener = recording
 
     def loop(n):
         try:
@@ -289,7 +289,7 @@ def test_after_fork_every_lock_is_new_and_the_worker_runs(redis_url, key):
         'lifecycle': manager._lifecycle,
         'pending': manager._pending._lock,
         'delivery': manager._publisher.delivery._lock,
-        'rooms': manager._wire._room_lock,
+        'rooms': manager._routes._lock,
         'worker': manager._worker._lock,
     }
     held, release = threading.Event(), threading.Event()
@@ -315,7 +315,7 @@ def test_after_fork_every_lock_is_new_and_the_worker_runs(redis_url, key):
                     'manager': manager._lock, 'lifecycle': manager._lifecycle,
                     'pending': manager._pending._lock,
                     'delivery': manager._publisher.delivery._lock,
-                    'rooms': manager._wire._room_lock,
+                    'rooms': manager._routes._lock,
                     'worker': manager._worker._lock}
                 for bit, name in enumerate(sorted(current)):
                     if not current[name].acquire(timeout=2):

@@ -11,12 +11,13 @@ import threading
 import time
 
 import redis
+from redis.exceptions import RedisClusterException
 
 from .exceptions import ProtocolError, PublishError
 from .requests import new_request_id
 
 PUBLISH_ERRORS = (redis.RedisError, OSError)
-logger = logging.getLogger('sio_redis_sync')
+logger = logging.getLogger(__name__)
 # the longest a thread reading the answers waits in one read before it looks
 # again at what the other requests want subscribed
 READ_SLICE = 0.05
@@ -30,6 +31,19 @@ def numsub(client, channel):
         ((_, count),) = client.pubsub_numsub(channel)
     except PUBLISH_ERRORS as exc:
         raise PublishError(channel, exc) from exc
+    return count
+
+
+def shardnumsub(client, channel, **kwargs):
+    """``PUBSUB SHARDNUMSUB channel`` (on a cluster: ask the node owning the
+    channel's slot, where every subscriber of it is)."""
+    try:
+        answer = client.execute_command('PUBSUB SHARDNUMSUB', channel, **kwargs)
+    except PUBLISH_ERRORS + (RedisClusterException,) as exc:
+        raise PublishError(channel, exc) from exc
+    if isinstance(answer, dict):  # redis-py's cluster answer per node
+        answer = next(iter(answer.values()))
+    ((_, count),) = answer
     return count
 
 
@@ -65,17 +79,15 @@ class Answers:
     opens one of its own.
 
     :param open_pubsub: ``open_pubsub()`` -> a new ``redis.client.PubSub``.
-    :param decode: ``decode(payload)`` -> the response dict of an answer (None
-                   for another kind of message); raises
-                   :class:`~sio_redis_sync.ProtocolError` if malformed.
-    :param sharded: SSUBSCRIBE (sharded Pub/Sub) instead of SUBSCRIBE.
+    :param dialect: the wire mode: its ``decode_answer(payload)`` reads the
+                    answers (SSUBSCRIBE if it is sharded).
     :param keep: keep the connection open while no request waits.
     """
 
-    def __init__(self, open_pubsub, decode, sharded=False, keep=True, log=None):
+    def __init__(self, open_pubsub, dialect, keep=True, log=None):
         self._open = open_pubsub
-        self._decode = decode
-        prefix = 's' if sharded else ''
+        self._decode = dialect.decode_answer
+        prefix = 's' if dialect.sharded else ''
         self._commands = {_SUBSCRIBE: prefix + 'subscribe',
                           _UNSUBSCRIBE: prefix + 'unsubscribe'}
         self._kinds = {prefix + 'subscribe': _SUBSCRIBE,
@@ -118,9 +130,9 @@ class Answers:
                       (:class:`~sio_redis_sync.requests.Replies` or
                       :class:`~sio_redis_sync.requests.Acks`) fed the
                       answers.
-        :param payload: ``payload(request_id)`` -> ``(channel, bytes)`` of
-                        the request.
-        :param publish: ``publish(channel, bytes)``, the caller's own.
+        :param payload: ``payload(request_id)`` -> the request's
+                        :class:`~sio_redis_sync.protocol.Outgoing`.
+        :param publish: ``publish(outgoing)``, the caller's own.
         :return: what the entry collected.
         :raises sio_redis_sync.RequestTimeout: after ``timeout`` seconds.
         :raises sio_redis_sync.PublishError: if Redis failed, or
@@ -154,8 +166,7 @@ class Answers:
             with self._cond:
                 waiter.entry = pending
                 self._pending[request_id] = waiter
-            channel, body = payload(request_id)
-            publish(channel, body)
+            publish(payload(request_id))
             self._wait(lambda: waiter.error is not None or pending.done.is_set(),
                        deadline)
             if pending.done.is_set():
@@ -326,11 +337,11 @@ class Answers:
                 self._log.warning('dropped a malformed response on %r: %s',
                                   message['channel'], exc)
                 return
-            request_id = response.get('requestId') if response else None
+            if response is None:
+                return
             with self._cond:
-                waiter = self._pending.get(request_id) \
-                    if isinstance(request_id, str) else None
-                if waiter is not None and waiter.entry.feed(response):
+                waiter = self._pending.get(response.request_id)
+                if waiter is not None and waiter.entry.feed(response.body):
                     self._cond.notify_all()
         elif kind in self._kinds:
             with self._cond:

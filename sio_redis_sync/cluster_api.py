@@ -1,16 +1,21 @@
 """The cluster API of RedisManager: ask every server, act on every server.
 
-Owns the requester side (fetch_sockets, all_rooms, server_count, server-side
-events, sockets_join/leave, disconnect_sockets, emit_with_ack), the answers to
-Node's requests 0, 1, 5 and 6, RemoteSocket and the Node-shaped handshake.
+Owns what reaches every server: python-socketio's emit, rooms and disconnect
+(local first, then published), Node's requests (fetch_sockets, all_rooms,
+server_count, server-side events, sockets_join/leave, disconnect_sockets,
+emit_with_ack), RemoteSocket and the Node-shaped handshake.
 """
 import time
 import urllib.parse
 
 from . import protocol
-from .exceptions import SioRedisError
-from .requests import Acks, Replies, new_request_id
+from .exceptions import PublishError, SioRedisError
+from .protocol import RequestType
+from .requests import AckCallback, Acks, Replies, new_request_id
 
+# How long initialize() waits for the first subscription before going on, and
+# a request for a namespace subscribed just now.
+READY_TIMEOUT = 5.0
 # Python's strftime gives the zone's abbreviation where Node prints its name
 _JS_DATE = '%a %b %d %Y %H:%M:%S GMT%z'
 #: headers left out of the handshakes other servers see, by default
@@ -123,14 +128,183 @@ class RemoteSocket:
 
 
 class ClusterAPI:
-    """The cluster-wide operations of :class:`sio_redis_sync.RedisManager`,
-    wire-compatible with Node's adapter (``fetchSockets``, ``allRooms``,
-    ``serverCount``, ``serverSideEmit``, ``socketsJoin``, ...).
+    """The cluster-wide operations of :class:`sio_redis_sync.RedisManager`:
+    python-socketio's (emit, rooms, disconnect: local first, then published)
+    and Node's adapter's (``fetchSockets``, ``allRooms``, ``serverCount``,
+    ``serverSideEmit``, ``socketsJoin``, ...), wire-compatible with Node.
 
     Every request counts the servers with ``PUBSUB NUMSUB`` like Node and
     returns as soon as all of them answered; ``timeout`` defaults to the
     manager's ``requests_timeout``.
+
+    What it uses of its host, and nothing else: the dialect and ``uid``
+    (``_dialect``), the publisher and the legacy mirror (``_publisher``,
+    ``_legacy``), the pending requests (``_pending``), the lifecycle
+    (``_listener``, ``_lifecycle``, ``_closed``, ``initialize``,
+    ``_subscribe``, ``_spawn``, ``_submit``), LocalClients (``_lock``,
+    ``_select``, ``_is_local``, ``_all_local_sids``, ``_deliver``,
+    ``_forget_acks``) and RemoteMessages (``_apply_locally``,
+    ``_disconnect_local``, ``_server_handlers``).
     """
+
+    # ------------------------------------------------------- publishing
+
+    def _request(self, namespace, kind, request_id=None, rooms=(), except_=(),
+                 **fields):
+        """The dialect's message of a request (or notification) of this server."""
+        return self._dialect.encode_request(namespace, self.uid, protocol.new_request(
+            kind, request_id, rooms, except_, **fields))
+
+    def _send(self, message):
+        """Publish an :class:`~sio_redis_sync.protocol.Outgoing` made by the
+        dialect (see :meth:`_publish`)."""
+        return self._publish(message.channel, message.payload, message.channels)
+
+    def _publish(self, channel, payload, channels=None):
+        """PUBLISH within the deadline; a failure is counted, logged with its
+        cause, and raised as PublishError. With the namespace's ``channels``,
+        a message that missed a server subscribing again after an outage
+        raises PartialDelivery."""
+        sent = self._publisher.publish(channel, payload, channels)
+        if self._legacy is not None:
+            self._legacy.mirror(channel, payload)
+        return sent
+
+    # ------------------------------------------------ python-socketio API
+
+    def emit(self, event, data, namespace=None, room=None, skip_sid=None,
+             callback=None, to=None, **kwargs):
+        """Emit to one client, a room, several rooms or a whole namespace of
+        the cluster. Same parameters as :meth:`socketio.Server.emit`.
+
+        Delivers to this server's clients first, then publishes for the
+        others. With a ``callback``, every client's ack reaches it, wherever
+        the client is, with every value the client acked (as for a local
+        client; Node servers only send the first); a callback that expects
+        one ack (a single target not on this server) is dropped after it,
+        others after ``ack_ttl`` seconds.
+
+        With a ``callback``, the first call starts the listener if the server
+        did not yet. During an outage (the listener is reconnecting) the call
+        does not wait for it: local clients get the event, then Redis's
+        refusal raises :class:`~sio_redis_sync.PublishError`; acks that other
+        servers send before the listener is subscribed again are lost.
+
+        :raises TypeError: if ``data`` cannot be sent (checked before anything
+                           is delivered).
+        :raises sio_redis_sync.PublishError: if Redis refused the message (this
+                                             server's clients have it).
+        :raises sio_redis_sync.SioRedisError: with a ``callback``, after
+                                               :meth:`close` (until
+                                               :meth:`initialize`).
+        """
+        namespace = namespace or '/'
+        rooms = protocol.unique_rooms(protocol.as_rooms(to or room))
+        skip = protocol.as_rooms(skip_sid)
+        data = [event] + protocol.as_args(data)
+        targets = self._select(namespace, rooms, skip)
+        if kwargs.get('ignore_queue') or self._all_local_sids(namespace, rooms):
+            self._deliver(namespace, data, targets, callback)
+            return
+        if callback is None:
+            message = self._dialect.encode_broadcast(namespace, self.uid, data, rooms,
+                                                     skip)
+        else:
+            self._listen_for_responses(namespace)
+            request_id = new_request_id()
+            single = len(rooms) == 1 and not targets
+            flags = {'timeout': int(self.ack_ttl * 1000)}
+            if single:
+                flags['expectSingleResponse'] = True
+            message = self._request(namespace, RequestType.BROADCAST, request_id,
+                                    rooms, skip, flags=flags, data=data)
+            self._pending.add(request_id,
+                              AckCallback(callback, single, self._submit),
+                              self.ack_ttl)
+        self._deliver(namespace, data, targets, callback)
+        try:
+            self._send(message)
+        except PublishError:
+            if callback is not None:
+                self._pending.discard(request_id)
+            raise
+
+    def _listen_for_responses(self, namespace):
+        """Make sure answers from other servers can reach this manager.
+
+        The first time (the server did not start the listener yet) it is
+        started, as python-socketio's first connection would. A namespace
+        subscribed just now is waited for (up to :data:`READY_TIMEOUT`)
+        only if the listener was subscribed a moment before (Redis answers
+        the subscription in a round trip); while it is reconnecting nothing
+        is waited for: the publish that follows tells the caller whether
+        Redis is there (:class:`~sio_redis_sync.PublishError` if not).
+
+        :raises sio_redis_sync.SioRedisError: after :meth:`close`, until
+                                               :meth:`initialize` is called
+                                               again (no listener is
+                                               restarted behind the user's
+                                               back).
+        """
+        if self.write_only:
+            raise RuntimeError('a write_only RedisManager never hears acks or '
+                               'answers: emit without a callback, or use a '
+                               'listening manager')
+        listener_ = self._listener
+        if listener_ is None:
+            with self._lifecycle:
+                if self._closed:
+                    raise SioRedisError(
+                        'this RedisManager is closed: call initialize() to '
+                        'listen again before asking other servers')
+                if self._listener is None:
+                    self.initialize()
+                listener_ = self._listener
+            if listener_ is None:
+                raise SioRedisError('this RedisManager is not listening')
+        was_ready = listener_.ready.is_set()
+        self._subscribe(namespace)
+        if was_ready and not listener_.ready.is_set():
+            listener_.ready.wait(READY_TIMEOUT)
+
+    def enter_room(self, sid, namespace, room, eio_sid=None):
+        """Put ``sid`` (on any server of the cluster) in ``room``."""
+        if self._is_local(sid, namespace):
+            return self.basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        self._send(self._request(namespace, RequestType.REMOTE_JOIN, rooms=[sid],
+                                 rooms_arg=[room]))
+
+    def leave_room(self, sid, namespace, room):
+        """Take ``sid`` (on any server of the cluster) out of ``room``."""
+        if self._is_local(sid, namespace):
+            return self.basic_leave_room(sid, namespace, room)
+        self._send(self._request(namespace, RequestType.REMOTE_LEAVE, rooms=[sid],
+                                 rooms_arg=[room]))
+
+    def close_room(self, room, namespace):
+        """Empty ``room`` on every server of the cluster."""
+        self.basic_close_room(room, namespace)
+        self._send(self._request(namespace, RequestType.REMOTE_LEAVE, rooms=[room],
+                                 rooms_arg=[room]))
+
+    def can_disconnect(self, sid, namespace):
+        if self._is_local(sid, namespace):
+            return self.is_connected(sid, namespace)
+        self._publish_disconnect(sid, namespace)
+        return False
+
+    def disconnect(self, sid, namespace=None, **kwargs):
+        """Disconnect ``sid`` wherever it is connected."""
+        namespace = namespace or '/'
+        if kwargs.get('ignore_queue'):
+            return self.basic_disconnect(sid, namespace)
+        if self._is_local(sid, namespace) and self.server is not None:
+            return self.server.disconnect(sid, namespace, ignore_queue=True)
+        self._publish_disconnect(sid, namespace)
+
+    def _publish_disconnect(self, sid, namespace, close=False):
+        self._send(self._request(namespace, RequestType.REMOTE_DISCONNECT, rooms=[sid],
+                                 close=close))
 
     # --------------------------------------------------------- requester
 
@@ -140,7 +314,7 @@ class ClusterAPI:
 
         :raises sio_redis_sync.PublishError: if Redis cannot be asked.
         """
-        return self._wire.server_count(namespace)
+        return self._publisher.numsub(self._dialect.servers_channel(namespace))
 
     def all_rooms(self, namespace='/', timeout=None):
         """Every room of ``namespace`` on every server, sids included (Node's
@@ -152,11 +326,11 @@ class ClusterAPI:
                                                request exists (Node's sharded
                                                adapter throws too).
         """
-        self._wire.all_rooms(namespace, None)  # raises if the wire has none
+        self._dialect.check_request(RequestType.ALL_ROOMS)
         rooms = set(self._local_rooms(namespace))
         for answer in self._ask(namespace, 'all_rooms', 'rooms', timeout,
-                                lambda request_id: self._wire.all_rooms(
-                                    namespace, request_id)):
+                                lambda request_id: self._request(
+                                    namespace, RequestType.ALL_ROOMS, request_id)):
             if isinstance(answer, list):
                 rooms.update(room for room in answer
                              if isinstance(room, (str, int)))
@@ -176,8 +350,8 @@ class ClusterAPI:
         found = self._socket_details(namespace, rooms, skip)
         for answer in self._ask(
                 namespace, 'fetch_sockets', 'sockets', timeout,
-                lambda request_id: self._wire.fetch_sockets(
-                    namespace, request_id, rooms, skip)):
+                lambda request_id: self._request(
+                    namespace, RequestType.REMOTE_FETCH, request_id, rooms, skip)):
             if isinstance(answer, list):
                 found.extend(s for s in answer
                              if isinstance(s, dict) and 'id' in s)
@@ -196,7 +370,8 @@ class ClusterAPI:
                          a background task; the call itself returns at once.
         """
         if callback is None:
-            self._send(self._wire.server_side_emit(namespace, [event, *args]))
+            self._send(self._request(namespace, RequestType.SERVER_SIDE_EMIT,
+                                     data=[event, *args]))
             return
         self._spawn(self._server_side_call_back, callback, event, args,
                     namespace)
@@ -221,8 +396,8 @@ class ClusterAPI:
         data = [event, *args]
         return self._ask(
             namespace, 'server_side_call(%r)' % event, 'data', timeout,
-            lambda request_id: self._wire.server_side_emit(
-                namespace, data, request_id))
+            lambda request_id: self._request(
+                namespace, RequestType.SERVER_SIDE_EMIT, request_id, data=data))
 
     def on(self, event, handler=None, namespace='/'):
         """Register the handler of server-side event ``event`` sent by other
@@ -243,19 +418,20 @@ class ClusterAPI:
         """Make the sockets of ``room`` (all if None) but those of ``skip``
         join ``rooms``, on every server (Node: ``io.in(room).socketsJoin``)."""
         self._apply_everywhere(namespace, room, skip, rooms,
-                               self.basic_enter_room, self._wire.join)
+                               self.basic_enter_room, RequestType.REMOTE_JOIN)
 
     def sockets_leave(self, rooms, room=None, skip=None, namespace='/'):
         """Make the selected sockets leave ``rooms``, on every server."""
         self._apply_everywhere(namespace, room, skip, rooms,
-                               self.basic_leave_room, self._wire.leave)
+                               self.basic_leave_room, RequestType.REMOTE_LEAVE)
 
-    def _apply_everywhere(self, namespace, room, skip, rooms, apply, encode):
+    def _apply_everywhere(self, namespace, room, skip, rooms, apply, kind):
         selection = protocol.as_rooms(room)
         skip = protocol.as_rooms(skip)
         rooms = protocol.as_rooms(rooms)
         self._apply_locally(namespace, selection, skip, rooms, apply)
-        self._send(encode(namespace, selection, skip, rooms))
+        self._send(self._request(namespace, kind, rooms=selection, except_=skip,
+                                 rooms_arg=protocol.unique_rooms(rooms)))
 
     def disconnect_sockets(self, close=False, room=None, skip=None,
                            namespace='/'):
@@ -265,7 +441,8 @@ class ClusterAPI:
         selection = protocol.as_rooms(room)
         skip = protocol.as_rooms(skip)
         targets = self._select(namespace, selection, skip)
-        self._send(self._wire.disconnect(namespace, selection, skip, close))
+        self._send(self._request(namespace, RequestType.REMOTE_DISCONNECT, rooms=selection,
+                                 except_=skip, close=close))
         if targets:
             self._disconnect_local(namespace, targets, close)
 
@@ -292,9 +469,9 @@ class ClusterAPI:
         targets = self._select(namespace, rooms, skip)
         ack_ids = {}
         try:
-            self._send(self._wire.emit_request(
-                namespace, request_id, data, rooms, skip,
-                {'timeout': int(timeout * 1000)}))
+            self._send(self._request(
+                namespace, RequestType.BROADCAST, request_id, rooms, skip,
+                flags={'timeout': int(timeout * 1000)}, data=data))
             ack_ids = self._deliver(namespace, data, targets,
                                     lambda *args: acks.add_ack(
                                         args[0] if args else None),
@@ -320,70 +497,3 @@ class ClusterAPI:
             return replies.wait(timeout)
         finally:
             self._pending.discard(request_id)
-
-    # ------------------------------------------------------ answering
-
-    def _local_rooms(self, namespace):
-        with self._lock:
-            return [room for room in self.rooms.get(namespace, ())
-                    if room is not None]
-
-    def _socket_details(self, namespace, rooms, skip):
-        """REMOTE_FETCH entries ``{id, handshake, rooms, data}`` of the local
-        sockets selected by ``rooms``/``skip``."""
-        targets = self._select(namespace, rooms, skip)
-        if not targets:
-            return []
-        rooms_of = {sid: [] for sid in targets}
-        with self._lock:
-            for name, members in self.rooms.get(namespace, {}).items():
-                if name is None:
-                    continue
-                for sid in members:
-                    if sid in rooms_of:
-                        rooms_of[sid].append(name)
-        return [{'id': sid, 'handshake': self._handshake_of(sid, namespace),
-                 'rooms': rooms_of[sid], 'data': self._data_of(sid, namespace)}
-                for sid in targets]
-
-    def _data_of(self, sid, namespace):
-        """Node's ``socket.data``: the python-socketio session, if it can
-        travel as JSON."""
-        try:
-            session = self.server.get_session(sid, namespace=namespace)
-            protocol.dumps_json(session)
-        except (KeyError, TypeError) as exc:
-            self._log.debug('socket %s: no session data to share (%s)', sid, exc)
-            return {}
-        return session
-
-    def _answer(self, namespace, request, kind, value):
-        self._send(self._wire.answer(namespace, request, kind, value))
-
-    def _on_sockets(self, namespace, request):
-        """SOCKETS (0, legacy): the sids of the local sockets in rooms."""
-        self._answer(namespace, request, 'sids', list(
-            self._select(namespace, request.rooms, ())))
-
-    def _on_all_rooms(self, namespace, request):
-        self._answer(namespace, request, 'rooms', self._local_rooms(namespace))
-
-    def _on_fetch_sockets(self, namespace, request):
-        self._answer(namespace, request, 'sockets', self._socket_details(
-            namespace, request.rooms, request.except_))
-
-    def _on_server_side_emit(self, namespace, request):
-        event, args = request.data[0], request.data[1:]
-        with self._lock:
-            handler = self._server_handlers.get((namespace, event))
-        if handler is None:
-            self._log.debug('no handler for server-side event %r in %s',
-                            event, namespace)
-            return
-        try:
-            answer = handler(*args)
-        except Exception:  # the application's bug: log it, answer nothing
-            self._log.exception('server-side event %r handler failed', event)
-            return
-        if request.request_id is not None:
-            self._answer(namespace, request, 'server_side_emit', answer)

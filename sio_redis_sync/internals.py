@@ -1,0 +1,60 @@
+"""The private parts of other libraries this package relies on, in one place.
+
+python-socketio: checked against 5.8.0 (the declared floor), 5.9.0 and 5.18.1
+(installed); redis-py: 5.0.1 (the floor) and 8.1.0 (installed). Each function
+says what it reads and since when it exists.
+"""
+from engineio import packet as eio_packet
+
+
+def forward_members(members):
+    """The plain ``{sid: eio_sid}`` dict inside a room's bidict
+    (``bidict._fwdm``, read by python-socketio's own ``get_participants``
+    in 5.8.0 to 5.18.1), to copy from at C speed; a plain dict as is."""
+    return getattr(members, '_fwdm', members)
+
+
+def send_packet(server, eio_sid, packet):
+    """``Server._send_packet``: a Socket.IO packet to one client (5.8.0 to
+    5.18.1)."""
+    server._send_packet(eio_sid, packet)
+
+
+def eio_packet_sender(server):
+    """``send(eio_sid, eio_packet)``: an encoded Engine.IO packet to one
+    client. ``Server._send_eio_packet`` since 5.9.0; before it, the packet's
+    data through the public ``eio.send``."""
+    send = getattr(server, '_send_eio_packet', None)
+    if send is not None:
+        return send
+    return lambda eio_sid, pkt: server.eio.send(eio_sid, pkt.data)
+
+
+def message_packet(text):
+    """The Engine.IO MESSAGE packet carrying ``text``."""
+    return eio_packet.Packet(eio_packet.MESSAGE, text)
+
+
+def wrap_handle_connect(server, wrap):
+    """Replace ``Server._handle_connect(eio_sid, namespace, data)`` (5.8.0 to
+    5.18.1: where a client's CONNECT and its ``auth`` payload arrive) by
+    ``wrap(original)``, once per server.
+
+    :return: False if the server has no such method (then nothing changed).
+    """
+    original = getattr(server, '_handle_connect', None)
+    if original is None or getattr(original, 'sio_redis_sync', False):
+        return False
+    wrapped = wrap(original)
+    wrapped.sio_redis_sync = True
+    server._handle_connect = wrapped
+    return True
+
+
+def register_connect_callback(connection, callback):
+    """``callback(connection)`` after each connect of a redis-py
+    ``Connection``: ``register_connect_callback``, public since redis-py 5.1;
+    ``_register_connect_callback`` in 5.0 (the declared floor is 5.0.1)."""
+    register = getattr(connection, 'register_connect_callback', None) or \
+        connection._register_connect_callback
+    register(callback)
