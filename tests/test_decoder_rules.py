@@ -58,6 +58,25 @@ def test_packets_that_are_not_a_list_are_refused_in_both_modes(packets):
         _sharded_response(12, {'requestId': 'r', 'packet': 1, 'packets': packets})
 
 
+@pytest.mark.parametrize('packets', [['one'], ('one', b'\x02', None), []], ids=repr)
+def test_every_value_of_an_ack_reaches_the_requester_in_both_modes(packets):
+    classic = decode_response(protocol.encode_broadcast_ack('r', 'one', packets))
+    assert classic == {'type': 9, 'requestId': 'r', 'packet': 'one', 'packets': list(packets)}
+    data = envelope.response_data(MessageType.BROADCAST_ACK, 'r', 'one', packets)
+    sharded = response_of(decode_envelope(envelope.encode_envelope(
+        MessageType.BROADCAST_ACK, data, 'u', '/')))
+    assert sharded == {'requestId': 'r', 'type': 9, 'packet': 'one', 'packets': list(packets)}
+
+
+def test_an_ack_without_packets_is_node_s_own():
+    assert decode_response(protocol.encode_broadcast_ack('r', 'one')) == {
+        'type': 9, 'requestId': 'r', 'packet': 'one'}
+    data = envelope.response_data(MessageType.BROADCAST_ACK, 'r', 'one')
+    assert response_of(decode_envelope(envelope.encode_envelope(
+        MessageType.BROADCAST_ACK, data, 'u', '/'))) == {'requestId': 'r', 'type': 9,
+                                                         'packet': 'one'}
+
+
 def test_only_a_sharded_ack_carries_packets():
     # packets is the extra field of BROADCAST_ACK alone: on other answers it is
     # not passed on (nor checked), as Node ignores it

@@ -153,6 +153,17 @@ def test_a_date_decodes_with_its_milliseconds():
     assert loads_msgpack(b'\x92' + stamp + b'\xc4\x00') == ['2024-01-02T03:04:05.123Z', b'']
 
 
+def test_dates_of_all_three_timestamp_sizes_in_one_message_decode():
+    ts32 = b'\xd6\xff' + (1704164645).to_bytes(4, 'big')
+    ts64 = b'\xd7\xff' + ((5000000 << 34) | 1704164645).to_bytes(8, 'big')
+    ts96 = b'\xc7\x0c\xff' + (7000000).to_bytes(4, 'big') + (-1).to_bytes(8, 'big',
+                                                                           signed=True)
+    assert loads_msgpack(b'\x93' + ts32 + ts64 + ts96) == [
+        ISO, '2024-01-02T03:04:05.005Z', '1969-12-31T23:59:59.007Z']
+    assert protocol.decode_broadcast(_broadcast(ts32, ts64, ts96)).data == [
+        'ev', ISO, '2024-01-02T03:04:05.005Z', '1969-12-31T23:59:59.007Z']
+
+
 def test_many_zero_bytes_before_an_empty_bin_still_find_it():
     raw = b'\x92\xdc\x00\x20' + b'\x00' * 32 + b'\xc4\x00'
     assert loads_msgpack(raw) == [[0] * 32, b'']
