@@ -227,3 +227,13 @@ def test_a_server_that_missed_a_publish_is_caught_while_a_monitor_listens():
     with pytest.raises(PartialDelivery) as caught:
         check.check('g', REQ, CH, 2)
     assert (caught.value.receivers, caught.value.expected) == (2, 3)
+
+
+def test_a_forked_child_checks_publishes_with_a_lock_of_its_own():
+    redis = Redis(**{REQ: 2})
+    check = redis.check()
+    check.check('g', REQ, CH, 2)
+    check.after_fork()
+    check.check('g', REQ, CH, 2)    # the usual count, remembered across the fork
+    with pytest.raises(PartialDelivery):
+        check.check('g', REQ, CH, 1)

@@ -7,7 +7,7 @@ import pytest
 
 from sio_redis_sync import RequestTimeout
 from sio_redis_sync.requests import (
-    AckCallback, Acks, PendingRequests, Replies, new_request_id)
+    AckCallback, Acks, PendingRequests, Replies, ack_values, new_request_id)
 
 
 class Clock:
@@ -162,3 +162,67 @@ def test_deadlines_left_behind_never_outnumber_the_live_entries_by_more_than_64(
         worst = max(worst, left_behind)
         assert left_behind <= live + 64, (i, table.size, live)
     assert len(table) == 100 and worst > 0
+
+
+def test_an_ack_from_a_python_server_gives_every_value_node_s_its_first():
+    assert ack_values({'type': 9, 'packet': 'a', 'packets': ['a', 2, None]}) == ['a', 2, None]
+    assert ack_values({'type': 9, 'packet': 'a', 'packets': []}) == []
+    assert ack_values({'type': 9, 'packet': 'a'}) == ['a']
+    assert ack_values({'type': 9, 'packet': None}) == [None]
+    assert ack_values({'type': 9, 'packet': 'a', 'packets': 'a'}) == ['a']
+    calls = []
+    entry = AckCallback(lambda *values: calls.append(values), single=False,
+                        spawn=lambda f, *a: f(*a))
+    assert entry.feed({'type': 9, 'requestId': 'r', 'packet': 1, 'packets': [1, 'two']}) is False
+    assert entry.feed({'type': 9, 'requestId': 'r', 'packet': 3}) is False
+    assert calls == [(1, 'two'), (3,)]
+
+
+def test_a_client_count_of_zero_or_more_is_counted_as_sent():
+    acks = Acks('emit_with_ack', servers=2)
+    assert not acks.feed({'type': 8, 'requestId': 'r', 'clientCount': 0})
+    assert not acks.feed({'type': 8, 'requestId': 'r', 'clientCount': 2})
+    assert not acks.feed({'type': 9, 'requestId': 'r', 'packet': 'a'})
+    assert acks.feed({'type': 9, 'requestId': 'r', 'packet': 'b'})
+    assert acks.wait(0) == ['a', 'b'] and (acks.counted, acks.clients) == (2, 2)
+    for bad in (-1, True):
+        acks = Acks('emit_with_ack', servers=1)
+        assert acks.feed({'type': 8, 'requestId': 'r', 'clientCount': bad})
+        assert acks.clients == 0
+
+
+def test_a_forked_child_starts_with_an_empty_working_table():
+    clock = Clock()
+    table = PendingRequests(clock)
+    table.add('parent', Replies('x', 'rooms', 1), ttl=60)
+    table.add('gone', Replies('x', 'rooms', 1), ttl=60)
+    table.discard('gone')
+    assert table.size == 3
+    table.after_fork()
+    assert 'parent' not in table and len(table) == 0 and table.size == 0
+    assert not table.feed('parent', {'requestId': 'parent', 'rooms': []})
+    table.add('child', Replies('x', 'rooms', 1), ttl=1)
+    assert 'child' in table
+    table.discard('child')
+    assert 'child' not in table
+    table.add('late', Replies('x', 'rooms', 1), ttl=1)
+    clock.now += 1
+    assert len(table) == 0
+
+
+def test_deadlines_left_behind_are_dropped_just_past_twice_the_live_entries_plus_64():
+    table = PendingRequests(Clock())
+    for i in range(64):
+        table.add('r%d' % i, Replies('x', 'rooms', 1), ttl=60)
+    table.discard('r0')
+    assert table.size == 63 + 64            # 64 deadlines <= 2 * 63 + 64: kept
+    for i in range(1, 64):
+        table.discard('r%d' % i)
+    assert len(table) == 0
+    assert table.size == 64                 # 64 deadlines <= 2 * 0 + 64: kept
+    table.add('one', Replies('x', 'rooms', 1), ttl=60)
+    assert table.size == 66
+    table.discard('one')
+    assert table.size == 0                  # 65 > 64: the heap is rebuilt empty
+    table.add('next', Replies('x', 'rooms', 1), ttl=60)
+    assert table.size == 2 and 'next' in table
