@@ -109,11 +109,17 @@ def test_two_pages_on_two_servers_chat_and_see_their_own_job(browser, demo):
 
     # The cluster panel: both servers, both users, where each one is.
     alice.click('#refresh')
-    alice.wait_for_function(
-        'document.getElementById("sockets").rows.length == 2', timeout=10000)
-    assert alice.inner_text('#cluster').startswith('2 servers, 2 sockets')
-    rows = {tuple(row.split('\t')[1:3])
-            for row in alice.locator('#sockets tr').all_inner_texts()}
+    # read in one go: the panel is re-rendered every few seconds
+    panel = alice.wait_for_function(
+        """() => {
+          const rows = [...document.querySelectorAll('#sockets tr')]
+            .map((row) => [...row.cells].map((cell) => cell.innerText));
+          const text = document.getElementById('cluster').textContent;
+          return rows.length == 2 && rows.every((cells) => cells[1]) &&
+            {rows: rows, text: text};
+        }""", timeout=10000).json_value()
+    assert panel['text'].startswith('2 servers, 2 sockets'), panel
+    rows = {tuple(cells[1:3]) for cells in panel['rows']}
     assert rows == {('alice', str(demo.ports[0])), ('bob', str(demo.ports[1]))}
 
     ARTIFACTS.mkdir(exist_ok=True)

@@ -546,7 +546,10 @@ def test_ten_redis_restarts_under_load(own_redis, key, caplog):
                   for name in ('sent', 'raised')}
         summary[load.event] = dict(counts, delivered=len(got))
         assert counts['raised'] > 0 and counts['sent'] > 0, summary
-        assert len(got) >= counts['sent'], summary
+        # a confirmed emit lost in Redis's buffers as it went away (excused
+        # above) is the one that may be missing
+        excused_here = sum(1 for entry in excused if entry[0] == load.event)
+        assert len(got) >= counts['sent'] - excused_here, summary
 
     # delivery resumed within RESUME_LIMIT of each spawn of Redis (which is
     # before it answers PING): the first event sent after it, arrived
