@@ -19,6 +19,10 @@ class Routes:
         self._lock = threading.Lock()
         self._namespaces = {}  # channel or pattern (bytes) -> namespace
         self._rooms = {}       # namespace -> rooms whose channel is subscribed
+        # the namespaces' own subscriptions (bytes): a room whose channel is
+        # one of them (a room named like this server's uid has the channel of
+        # its answers, in sharded mode) never subscribes or unsubscribes it
+        self._fixed = set()
 
     def namespace_of(self, channel, pattern):
         """The namespace whose subscription delivered the message, or None."""
@@ -36,6 +40,7 @@ class Routes:
                 return False
             for name in names:
                 self._namespaces[name.encode('utf-8')] = nsp
+                self._fixed.add(name.encode('utf-8'))
         listener.subscribe(channels=list(wanted.channels), patterns=list(wanted.patterns))
         return True
 
@@ -45,12 +50,13 @@ class Routes:
         channel = self.dialect.room_channel(nsp, room, is_local_sid)
         if channel is None or listener is None:
             return
+        key = channel.encode('utf-8')
         with self._lock:
             subscribed = self._rooms.setdefault(nsp, set())
-            if room in subscribed:
+            if room in subscribed or key in self._fixed:
                 return
             subscribed.add(room)
-            self._namespaces[channel.encode('utf-8')] = nsp
+            self._namespaces[key] = nsp
         listener.subscribe(channels=[channel])
 
     def remove_room(self, listener, nsp, room):
@@ -62,7 +68,10 @@ class Routes:
                 return
             subscribed.discard(room)
             channel = self.dialect.channels(nsp).room(room)
-            self._namespaces.pop(channel.encode('utf-8'), None)
+            key = channel.encode('utf-8')
+            if key in self._fixed:
+                return  # the namespace's own subscription: it stays
+            self._namespaces.pop(key, None)
         if listener is not None:
             listener.unsubscribe(channels=[channel])
 
@@ -71,9 +80,11 @@ class Routes:
         with self._lock:
             self._namespaces.clear()
             self._rooms.clear()
+            self._fixed.clear()
 
     def after_fork(self):
         """In a forked child: a new lock, nothing subscribed."""
         self._lock = threading.Lock()
         self._namespaces = {}
         self._rooms = {}
+        self._fixed = set()

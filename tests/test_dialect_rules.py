@@ -388,6 +388,23 @@ def test_a_room_channel_first_does_not_hide_the_namespace():
     assert listener.calls[-1] == ('subscribe', ['K#/chat#', 'K#/chat#U#'], [])
 
 
+def test_a_room_named_like_the_uid_never_takes_the_answers_channel_away():
+    """Sharded: the room ``U`` has the channel of server ``U``'s answers.
+    Its first member must not subscribe it twice, nor its last member
+    unsubscribe it: the server would stop hearing its answers."""
+    for room_first in (False, True):
+        routes = Routes(ShardedDialect('K', 'dynamic'))
+        listener = _Listener()
+        if room_first:
+            routes.add_room(listener, NSP, 'U', False)
+        routes.add_namespace(listener, NSP, 'U')
+        routes.add_room(listener, NSP, 'U', False)
+        calls = len(listener.calls)
+        routes.remove_room(listener, NSP, 'U')
+        assert len(listener.calls) == calls, listener.calls
+        assert routes.namespace_of(b'K#/chat#U#', None) == NSP
+
+
 def test_routes_clear_and_after_fork_forget_the_rooms():
     for forget in ('clear', 'after_fork'):
         routes = Routes(ShardedDialect('K', 'dynamic'))
