@@ -56,7 +56,9 @@ _NEXT_PARAM = re.compile(r'[&;][A-Za-z_][A-Za-z0-9_.-]*=')
 _PAIR = re.compile(r"""([\w.-]*(?:pass|secret|token|credential)[\w.-]*)
                        (['"]?\s*[=:]\s*)   # = or ': '
                        (?:(['"])(.*?)(?<!\\)\3   # a quoted value
-                        |[^\s,;&)>'"]*)     # or a bare one""",
+                        # or a bare one, up to the next ",name=" (a repr's
+                        # next field: the password itself may hold , or ))
+                        |[^\s;&'"]*?(?=,[A-Za-z_][\w.-]*=|[\s;&'"]|(?:\)>)+(?:[\s,.;:]|$)|$))""",
                    re.I | re.X)
 _URL_START = re.compile(r'\s*[A-Za-z][A-Za-z0-9+.-]*://')
 _URL_TOKEN = re.compile(r'\S*(?:://|@)\S*')

@@ -233,3 +233,16 @@ def test_given_passwords_are_hidden_whatever_they_hold():
     # a URL given: its password hidden, the URL itself shown redacted
     assert redact('cannot reach %s (%s)' % (url, PASSWORD), (url,)) == \
         'cannot reach redis://u:***@h:1/0 (***)'
+
+
+@pytest.mark.parametrize('password', ['pQ,wZ)xK', 'aQ,bZ', 'xQ)>yZ', 'qQ,rZ,sK)tW'])
+def test_redact_without_the_password_given_hides_it_in_a_redis_py_6_repr(password):
+    """Where no secret is given (an error raised far from the client that
+    knows it), a repr pair ``password=...`` is hidden up to the next
+    ``,name=``: a password with a comma or a parenthesis leaked its rest."""
+    text = ('<redis.client.Redis(<ConnectionPool(<Connection(db=0,username=None,'
+            'password=%s,socket_timeout=None,host=localhost,port=1)>)>)>' % password)
+    hidden = redact(text)
+    for piece in password.split(',')[1:] + password.split(')')[1:]:
+        assert piece not in hidden.replace('socket_timeout', ''), hidden
+    assert 'host=localhost,port=1' in hidden
