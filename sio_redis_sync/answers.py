@@ -206,12 +206,17 @@ class Answers:
             if idle:
                 self._reading = True  # the turn, to unsubscribe now
         if idle:
-            try:
-                self._sync()
-            finally:
-                with self._cond:
-                    self._reading = False
-                    self._cond.notify_all()
+            self._sync_in_turn()
+
+    def _sync_in_turn(self):
+        """:meth:`_sync` by a thread that took the reading turn (under the
+        lock); then the turn is given back."""
+        try:
+            self._sync()
+        finally:
+            with self._cond:
+                self._reading = False
+                self._cond.notify_all()
 
     def _subscribed(self, names):
         return all(self._sent.get(channel) == _SUBSCRIBE and
@@ -363,12 +368,7 @@ class Answers:
             if self._reading:
                 return
             self._reading = True
-        try:
-            self._sync()
-        finally:
-            with self._cond:
-                self._reading = False
-                self._cond.notify_all()
+        self._sync_in_turn()
 
 
 def _new_fork_lock():
