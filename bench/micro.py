@@ -11,7 +11,7 @@ import uuid
 import redis
 import socketio
 
-from sio_redis_sync import Emitter, protocol
+from sio_redis_sync import Emitter, classic, protocol
 
 from .common import BenchError, node_peer, python_peer
 
@@ -91,7 +91,7 @@ def emitter_rate(results, redis_url, impls, short):
             finally:
                 node.stop()
         channel = protocol.Channels(key, '/').for_rooms([ROOM])
-        payload = protocol.encode_broadcast(protocol.EMITTER_UID, '/', ['b', 1, 1.5, PAD],
+        payload = classic.encode_broadcast(protocol.EMITTER_UID, '/', ['b', 1, 1.5, PAD],
                                             [ROOM], emitter_order=True)
         results.add('emitter', 'raw', form='single', msg_per_s=_timed(
             count, lambda i: client.publish(channel, payload)))
@@ -169,7 +169,7 @@ def listener_rate(results, redis_url, impls, short):
                 'host_id': 'other'}).encode()
         else:
             channel = protocol.Channels(key, '/').broadcast
-            payload = protocol.encode_broadcast(protocol.EMITTER_UID, '/',
+            payload = classic.encode_broadcast(protocol.EMITTER_UID, '/',
                                                 ['b', 1, 1.5, PAD], emitter_order=True)
         listener = python_peer('bench.roles', [
             'listener', '--impl', impl, '--redis', redis_url, '--key', key,

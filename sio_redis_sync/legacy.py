@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from . import protocol
+from . import protocol, classic
 from .exceptions import ProtocolError, PublishError
 from .protocol import RequestType
 
@@ -267,13 +267,13 @@ def mirror_messages(key, host_id, channel, payload):
     selection with ``except`` rooms, or of every socket, does not.
     """
     if channel.startswith(key + '#'):
-        message = protocol.decode_broadcast(payload)
+        message = classic.decode_broadcast(payload)
         return [encode_emit(host_id, message.data[0], message.data[1:],
                             message.nsp, message.rooms, message.except_)]
     if not channel.startswith(key + '-request#'):
         return []
     nsp = channel[len(key) + len('-request#'):-1]
-    request = protocol.decode_request(payload)
+    request = classic.decode_request(payload)
     kind = request.type
     if kind == RequestType.BROADCAST:
         data = request.packet['data']

@@ -1,11 +1,10 @@
-"""What every dialect shares, and the classic codecs of @socket.io/redis-adapter
-8.x and redis-emitter 5.x: bytes <-> values, the message types, RequestType.
+"""What every dialect shares: Node-compatible msgpack and JSON, the validators,
+the message types (Broadcast, Request, Response, Ignored, Outgoing), RequestType.
 
-Pure and sans-IO: Node-compatible msgpack and JSON (the first-byte rule), the
-validators, the decoded and outgoing message types (Broadcast, Request,
-Response, Ignored, Outgoing), classic channel names and payloads. No redis,
-threading, logging or clocks here. Decoders of untrusted bytes return a value
-or raise :class:`ProtocolError`, nothing else.
+Pure and sans-IO: no redis, threading, logging or clocks here. The codecs of
+each mode live in its dialect (:mod:`~sio_redis_sync.classic`, and
+:mod:`~sio_redis_sync.envelope` for sharded mode). Decoders of untrusted bytes
+return a value or raise :class:`ProtocolError`, nothing else.
 """
 import datetime
 import enum
@@ -192,117 +191,6 @@ def as_args(data) -> list:
 def unique_rooms(rooms) -> list:
     """Deduplicate, keep the order (Node keeps rooms in a Set)."""
     return list(dict.fromkeys(rooms)) if rooms else []
-
-
-def encode_broadcast(uid: str, nsp: str, data: list, rooms=(), except_=(),
-                     flags: Optional[dict] = None,
-                     emitter_order: bool = False) -> bytes:
-    """Encode a broadcast ``[uid, packet, opts]``.
-
-    :param data: ``[event, *args]``.
-    :param emitter_order: lay ``opts`` out as redis-emitter does
-                          (``rooms, flags, except``) instead of the adapter's
-                          ``rooms, except, flags``.
-    :raises TypeError: if an argument cannot be encoded.
-    """
-    packet = {'type': EVENT, 'data': data, 'nsp': nsp}
-    rooms, except_, flags = unique_rooms(rooms), unique_rooms(except_), flags or {}
-    if emitter_order:
-        opts = {'rooms': rooms, 'flags': flags, 'except': except_}
-    else:
-        opts = {'rooms': rooms, 'except': except_, 'flags': flags}
-    return dumps_msgpack([uid, packet, opts])
-
-
-def _opts(rooms, except_) -> dict:
-    return {'rooms': unique_rooms(rooms), 'except': unique_rooms(except_)}
-
-
-def _with_uid(uid, body: dict) -> dict:
-    # Emitter requests other than serverSideEmit carry no uid at all.
-    return body if uid is None else {'uid': uid, **body}
-
-
-def encode_remote_join(uid, rooms, except_, join) -> bytes:
-    """REMOTE_JOIN: sockets selected by ``rooms``/``except_`` join ``join``."""
-    return dumps_json(_with_uid(uid, {
-        'type': RequestType.REMOTE_JOIN.value, 'opts': _opts(rooms, except_),
-        'rooms': unique_rooms(join)}))
-
-
-def encode_remote_leave(uid, rooms, except_, leave) -> bytes:
-    """REMOTE_LEAVE: sockets selected by ``rooms``/``except_`` leave ``leave``."""
-    return dumps_json(_with_uid(uid, {
-        'type': RequestType.REMOTE_LEAVE.value, 'opts': _opts(rooms, except_),
-        'rooms': unique_rooms(leave)}))
-
-
-def encode_remote_disconnect(uid, rooms, except_, close=False) -> bytes:
-    """REMOTE_DISCONNECT of the sockets selected by ``rooms``/``except_``."""
-    return dumps_json(_with_uid(uid, {
-        'type': RequestType.REMOTE_DISCONNECT.value,
-        'opts': _opts(rooms, except_), 'close': bool(close)}))
-
-
-def encode_server_side_emit(uid, data: list, request_id=None) -> bytes:
-    """SERVER_SIDE_EMIT of ``data = [event, *args]`` (JSON, as Node sends it)."""
-    body = {'uid': uid}
-    if request_id is not None:
-        body['requestId'] = request_id
-    body['type'] = RequestType.SERVER_SIDE_EMIT.value
-    body['data'] = data
-    return dumps_json(body)
-
-
-def encode_all_rooms(uid, request_id) -> bytes:
-    """ALL_ROOMS (1): every server answers with its room names."""
-    return dumps_json({'uid': uid, 'requestId': request_id,
-                       'type': RequestType.ALL_ROOMS.value})
-
-
-def encode_fetch_sockets(uid, request_id, rooms=(), except_=()) -> bytes:
-    """REMOTE_FETCH (5): every server answers with its sockets selected by
-    ``rooms``/``except_``."""
-    return dumps_json({'uid': uid, 'requestId': request_id,
-                       'type': RequestType.REMOTE_FETCH.value,
-                       'opts': _opts(rooms, except_)})
-
-
-def encode_broadcast_request(uid, request_id, nsp, data: list, rooms=(),
-                             except_=(), flags: Optional[dict] = None) -> bytes:
-    """BROADCAST (7): a broadcast whose receivers send their clients' acks
-    back (msgpack, like every broadcast)."""
-    return dumps_msgpack({
-        'uid': uid, 'requestId': request_id,
-        'type': RequestType.BROADCAST.value,
-        'packet': {'type': EVENT, 'data': data, 'nsp': nsp},
-        'opts': {**_opts(rooms, except_), 'flags': flags or {}}})
-
-
-def encode_client_count(request_id, count) -> bytes:
-    """BROADCAST_CLIENT_COUNT (8): how many clients a BROADCAST reached here."""
-    return dumps_json({'type': RequestType.BROADCAST_CLIENT_COUNT.value,
-                       'requestId': request_id, 'clientCount': count})
-
-
-def encode_broadcast_ack(request_id, packet, packets=None) -> bytes:
-    """BROADCAST_ACK (9): one client's ack, msgpack.
-
-    :param packet: the ack's first value (Node's field: Node reads only it).
-    :param packets: every value of the ack, as a list, or None: carried in
-                    the extra field ``packets`` that Node ignores and Python
-                    servers read (a multi-value ack keeps its shape).
-    """
-    body = {'type': RequestType.BROADCAST_ACK.value, 'requestId': request_id,
-            'packet': packet}
-    if packets is not None:
-        body['packets'] = list(packets)
-    return dumps_msgpack(body)
-
-
-def encode_response(body: dict) -> bytes:
-    """A JSON response (every response type but BROADCAST_ACK)."""
-    return dumps_json(body)
 
 
 # ---------------------------------------------------------------- decoding
@@ -533,7 +421,7 @@ def as_dict(value, what) -> dict:
     return value
 
 
-def _flags(value, what) -> dict:
+def as_flags(value, what) -> dict:
     flags = as_dict(value, what)
     if flags:
         # any number: the receiver clamps it (NaN, negative, infinite or
@@ -604,32 +492,6 @@ class Broadcast(NamedTuple):
     flags: Dict[str, Any] = {}  # never mutated: decoders pass their own
 
 
-def decode_broadcast(payload: bytes) -> Broadcast:
-    """Decode a broadcast published by any adapter or emitter.
-
-    :raises ProtocolError: if ``payload`` is not a valid broadcast.
-    """
-    message = loads_msgpack(payload)
-    if not isinstance(message, list) or len(message) < 3:
-        raise ProtocolError('a broadcast is an array [uid, packet, opts]')
-    uid, packet, opts = message[0], message[1], message[2]
-    if not isinstance(uid, str):
-        raise ProtocolError('broadcast uid must be a string')
-    packet, opts = as_dict(packet, 'packet'), as_dict(opts, 'opts')
-    if packet.get('type') != EVENT:
-        raise ProtocolError('broadcast packet type must be 2 (EVENT), got %s'
-                            % quote(packet.get('type')))
-    data = packet.get('data')
-    if not isinstance(data, list) or not data or not isinstance(data[0], str):
-        raise ProtocolError('packet data must be [event, ...args]')
-    nsp = packet.get('nsp', '/')
-    if not isinstance(nsp, str):
-        raise ProtocolError('packet nsp must be a string')
-    return Broadcast(uid, nsp, data, room_list(opts.get('rooms'), 'rooms'),
-                     room_list(opts.get('except'), 'except'),
-                     _flags(opts.get('flags'), 'flags'))
-
-
 @dataclass(frozen=True)
 class Request:
     """A decoded request from ``K-request#N#``.
@@ -668,94 +530,11 @@ def ack_fields(values):
     return packet, (None if len(values) == 1 else list(values))
 
 
-def _optional_str(message, name):
-    value = message.get(name)
-    if value is not None and not isinstance(value, str):
-        raise ProtocolError('%s must be a string, got %s'
-                            % (name, type(value).__name__))
-    return value
-
-
-def _sid(message):
-    sid = message.get('sid')
-    if not isinstance(sid, str):
-        raise ProtocolError('sid must be a string, got %s' % quote(sid))
-    return sid
-
-
 def parse_selection(message) -> dict:
     opts = as_dict(message.get('opts'), 'opts')
     return {'rooms': room_list(opts.get('rooms'), 'opts.rooms'),
             'except_': room_list(opts.get('except'), 'opts.except'),
-            'flags': _flags(opts.get('flags'), 'opts.flags')}
-
-
-def _parse_join_leave(message) -> dict:
-    if 'sid' in message:  # legacy form: one socket, one room
-        return {'sid': _sid(message), 'room': as_room(message.get('room'), 'room')}
-    return {**parse_selection(message),
-            'rooms_arg': room_list(message.get('rooms'), 'rooms')}
-
-
-def _parse_disconnect(message) -> dict:
-    fields = {'close': as_bool(message, 'close')}
-    if 'sid' in message:
-        fields['sid'] = _sid(message)
-    else:
-        fields.update(parse_selection(message))
-    return fields
-
-
-def _parse_sockets(message) -> dict:
-    return {'rooms': room_list(message.get('rooms'), 'rooms')}
-
-
-def _event(value, what):
-    if not isinstance(value, list) or not value or not isinstance(value[0], str):
-        raise ProtocolError('%s must be [event, ...args]' % what)
-    return value
-
-
-def _parse_server_side_emit(message) -> dict:
-    return {'data': _event(message.get('data'), 'server-side emit data')}
-
-
-def _parse_broadcast_request(message) -> dict:
-    if not isinstance(message.get('requestId'), str):
-        raise ProtocolError('a broadcast with acks needs a string requestId')
-    packet = as_dict(message.get('packet'), 'packet')
-    _event(packet.get('data'), 'packet data')
-    return {**parse_selection(message), 'packet': packet}
-
-
-_REQUEST_PARSERS = {
-    RequestType.SOCKETS: _parse_sockets,
-    RequestType.ALL_ROOMS: lambda message: {},
-    RequestType.REMOTE_JOIN: _parse_join_leave,
-    RequestType.REMOTE_LEAVE: _parse_join_leave,
-    RequestType.REMOTE_DISCONNECT: _parse_disconnect,
-    RequestType.REMOTE_FETCH: parse_selection,
-    RequestType.SERVER_SIDE_EMIT: _parse_server_side_emit,
-    RequestType.BROADCAST: _parse_broadcast_request,
-}
-
-
-def decode_request(payload: bytes) -> Request:
-    """Decode a request (JSON or msgpack, by the first byte).
-
-    :raises ProtocolError: if it is malformed or of an unknown type.
-    """
-    message = loads_auto(payload)
-    if not isinstance(message, dict):
-        raise ProtocolError('a request is a map')
-    kind = message.get('type')
-    if not isinstance(kind, int) or isinstance(kind, bool) \
-            or kind not in _REQUEST_PARSERS:
-        raise ProtocolError('unknown request type %s' % quote(kind))
-    kind = RequestType(kind)
-    return Request(type=kind, uid=_optional_str(message, 'uid'),
-                   request_id=_optional_str(message, 'requestId'),
-                   **_REQUEST_PARSERS[kind](message))
+            'flags': as_flags(opts.get('flags'), 'opts.flags')}
 
 
 def _check_type(value):
@@ -836,18 +615,3 @@ def check_response(response: dict) -> dict:
             and 'clientCount' not in response:
         raise ProtocolError('BROADCAST_CLIENT_COUNT without a clientCount')
     return response
-
-
-def decode_response(payload: bytes) -> dict:
-    """Decode a response (JSON or msgpack); it always has a ``requestId``.
-
-    A BROADCAST_ACK may carry ``packets`` (every value of the client's ack,
-    sent by Python servers besides Node's ``packet``, its first value).
-
-    :raises ProtocolError: if it is malformed (see :func:`check_response`).
-    """
-    message = loads_auto(payload)
-    if not isinstance(message, dict) or \
-            not isinstance(message.get('requestId'), str):
-        raise ProtocolError('a response is a map with a string requestId')
-    return check_response(message)

@@ -10,7 +10,7 @@ import time
 
 import redis
 
-from . import connection, protocol
+from . import connection, protocol, classic
 from .emitter import Emitter
 from .exceptions import SioRedisError
 from .manager import RedisManager
@@ -96,7 +96,7 @@ def run_bench(url, key, count, timeout):
     emitter = Emitter(url, key=key)
     raw = redis.Redis(connection_pool=connection.publisher_pool(url, None, timeout=timeout))
     channel = protocol.Channels(key, '/').broadcast
-    payload = protocol.encode_broadcast(protocol.EMITTER_UID, '/', ['bench', {'i': 0}])
+    payload = classic.encode_broadcast(protocol.EMITTER_UID, '/', ['bench', {'i': 0}])
     results = {'count': count}
     try:
         results['raw_publish_per_s'] = _timed(

@@ -17,7 +17,7 @@ import pytest
 from nodepeers import NodeClient, NodeServer
 from rig import PyClient, PyServer, free_port, wait_until
 from servers import ServerProcess
-from sio_redis_sync import protocol
+from sio_redis_sync import classic
 
 SCRIPT = os.path.join(os.path.dirname(sys.executable), 'sio-redis-sync')
 
@@ -367,7 +367,7 @@ def test_monitor_escapes_terminal_controls(redis_url, key, redis_client, json_fo
     nested = {'k' + HOSTILE: [HOSTILE, {'deeper': [HOSTILE, b'\x1b']}]}
     monitor = Monitor(*(['--json'] if json_form else []), '--url', redis_url,
                       '--key', key, '--count', 3, '--width', 100000)
-    redis_client.publish(key + '#/#', protocol.encode_broadcast(
+    redis_client.publish(key + '#/#', classic.encode_broadcast(
         'u' + HOSTILE, '/', ['ev' + HOSTILE, nested], ['r' + HOSTILE]))
     redis_client.publish(key + '-request#/#', json.dumps(
         {'type': 99, 'uid': HOSTILE}).encode())  # malformed: its error line
@@ -394,7 +394,7 @@ def test_monitor_survives_deep_nesting(redis_url, key, redis_client):
         redis_client.publish(key + '#/#', b'\x93\xa1u\x82\xa4type\x02\xa4data'
                              b'\x92\xa2ev' + deep + b'\x83\xa5rooms\x90\xa6except'
                              b'\x90\xa5flags\x80')
-    redis_client.publish(key + '#/#', protocol.encode_broadcast('u', '/', ['after']))
+    redis_client.publish(key + '#/#', classic.encode_broadcast('u', '/', ['after']))
     assert monitor.process.wait(30) == 0, monitor.stderr
     monitor.stop()
     first, second, after = monitor.records()
@@ -411,7 +411,7 @@ def test_monitor_and_bench_accept_every_url_form(key, redis_client):
                     'unix://%s/redis.sock?db=0' % server.dir):
             monitor = Monitor('--json', '--url', url, '--key', key, '--count', 1)
             with server.client() as admin:
-                admin.publish(key + '#/#', protocol.encode_broadcast('u', '/', ['ev']))
+                admin.publish(key + '#/#', classic.encode_broadcast('u', '/', ['ev']))
             assert monitor.process.wait(30) == 0, monitor.stderr
             monitor.stop()
             assert monitor.records()[0]['event'] == 'ev'

@@ -8,10 +8,10 @@ import json
 import msgpack
 import pytest
 
-from sio_redis_sync import envelope, protocol
+from sio_redis_sync import classic, envelope, protocol
 from sio_redis_sync.envelope import MessageType, decode_envelope, response_of
 from sio_redis_sync.exceptions import ProtocolError
-from sio_redis_sync.protocol import decode_request, decode_response
+from sio_redis_sync.classic import decode_request, decode_response
 
 
 def _json(value):
@@ -42,9 +42,9 @@ def test_a_response_with_a_null_or_no_type_still_decodes():
 
 @pytest.mark.parametrize('packets', [[], ['one'], ['one', 2, None]], ids=repr)
 def test_packets_that_are_a_list_decode_in_both_modes(packets):
-    classic = msgpack.packb({'type': 9, 'requestId': 'r', 'packet': 'one',
+    in_classic = msgpack.packb({'type': 9, 'requestId': 'r', 'packet': 'one',
                              'packets': packets})
-    assert decode_response(classic)['packets'] == packets
+    assert decode_response(in_classic)['packets'] == packets
     sharded = _sharded_response(12, {'requestId': 'r', 'packet': 'one', 'packets': packets})
     assert sharded == {'requestId': 'r', 'type': 9, 'packet': 'one', 'packets': packets}
 
@@ -60,8 +60,8 @@ def test_packets_that_are_not_a_list_are_refused_in_both_modes(packets):
 
 @pytest.mark.parametrize('packets', [['one'], ('one', b'\x02', None), []], ids=repr)
 def test_every_value_of_an_ack_reaches_the_requester_in_both_modes(packets):
-    classic = decode_response(protocol.encode_broadcast_ack('r', 'one', packets))
-    assert classic == {'type': 9, 'requestId': 'r', 'packet': 'one', 'packets': list(packets)}
+    in_classic = decode_response(classic.encode_broadcast_ack('r', 'one', packets))
+    assert in_classic == {'type': 9, 'requestId': 'r', 'packet': 'one', 'packets': list(packets)}
     data = envelope.response_data(MessageType.BROADCAST_ACK, 'r', 'one', packets)
     sharded = response_of(decode_envelope(envelope.encode_envelope(
         MessageType.BROADCAST_ACK, data, 'u', '/')))
@@ -69,7 +69,7 @@ def test_every_value_of_an_ack_reaches_the_requester_in_both_modes(packets):
 
 
 def test_an_ack_without_packets_is_node_s_own():
-    assert decode_response(protocol.encode_broadcast_ack('r', 'one')) == {
+    assert decode_response(classic.encode_broadcast_ack('r', 'one')) == {
         'type': 9, 'requestId': 'r', 'packet': 'one'}
     data = envelope.response_data(MessageType.BROADCAST_ACK, 'r', 'one')
     assert response_of(decode_envelope(envelope.encode_envelope(
@@ -152,10 +152,10 @@ def test_a_socket_rooms_of_other_types_are_left_out():
 @pytest.mark.parametrize('timeout', [5000, 0, -1, 2.5, None], ids=repr)
 def test_a_numeric_ack_timeout_flag_decodes_everywhere(timeout):
     flags = {'timeout': timeout, 'volatile': True}
-    classic = protocol.encode_broadcast_request('u', 'q', '/', ['ev'], ['r'], [], flags)
-    assert decode_request(classic).flags == flags
-    broadcast = protocol.encode_broadcast('u', '/', ['ev'], ['r'], [], flags)
-    assert protocol.decode_broadcast(broadcast).flags == flags
+    in_classic = classic.encode_broadcast_request('u', 'q', '/', ['ev'], ['r'], [], flags)
+    assert decode_request(in_classic).flags == flags
+    broadcast = classic.encode_broadcast('u', '/', ['ev'], ['r'], [], flags)
+    assert classic.decode_broadcast(broadcast).flags == flags
     fetch = _json({'type': 5, 'uid': 'u', 'requestId': 'q', 'opts': {'flags': flags}})
     assert decode_request(fetch).flags == flags
     sharded = envelope.encode_envelope(MessageType.BROADCAST, envelope.broadcast_data(
@@ -167,9 +167,9 @@ def test_a_numeric_ack_timeout_flag_decodes_everywhere(timeout):
 def test_an_ack_timeout_flag_that_is_not_a_number_is_refused_everywhere(timeout):
     flags = {'timeout': timeout}
     with pytest.raises(ProtocolError):
-        decode_request(protocol.encode_broadcast_request('u', 'q', '/', ['ev'], [], [], flags))
+        decode_request(classic.encode_broadcast_request('u', 'q', '/', ['ev'], [], [], flags))
     with pytest.raises(ProtocolError):
-        protocol.decode_broadcast(protocol.encode_broadcast('u', '/', ['ev'], [], [], flags))
+        classic.decode_broadcast(classic.encode_broadcast('u', '/', ['ev'], [], [], flags))
     with pytest.raises(ProtocolError):
         decode_request(_json({'type': 5, 'uid': 'u', 'requestId': 'q',
                               'opts': {'flags': flags}}))
@@ -182,7 +182,7 @@ def test_an_ack_timeout_flag_that_is_not_a_number_is_refused_everywhere(timeout)
 @pytest.mark.parametrize('flags', [[], 'volatile', 1], ids=repr)
 def test_flags_that_are_not_a_map_are_refused(flags):
     with pytest.raises(ProtocolError):
-        protocol.decode_broadcast(msgpack.packb(
+        classic.decode_broadcast(msgpack.packb(
             ['u', {'type': 2, 'data': ['ev'], 'nsp': '/'}, {'flags': flags}]))
 
 

@@ -8,7 +8,7 @@ import threading
 import pytest
 import redis
 
-from sio_redis_sync import Emitter, protocol
+from sio_redis_sync import Emitter, classic, protocol
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def subscriber(redis_client, key):
             message = pubsub.get_message(timeout=timeout)
             assert message is not None, 'got %d of %d' % (len(messages), count)
             if message['type'] == 'pmessage':
-                messages.append(protocol.decode_broadcast(message['data']))
+                messages.append(classic.decode_broadcast(message['data']))
         return messages
 
     yield drain
@@ -126,9 +126,9 @@ def test_a_malformed_answer_is_logged_and_the_request_still_completes(
     channels = protocol.Channels(key, '/')
 
     def answers(data):
-        request_id = protocol.decode_request(data).request_id
+        request_id = classic.decode_request(data).request_id
         return [(channels.response, b'{"not json'),
-                (channels.response, protocol.encode_response(
+                (channels.response, classic.encode_response(
                     {'requestId': request_id, 'rooms': ['r1']}))]
     answerer = Answerer(redis_client, 'subscribe', channels.request, answers)
     emitter = Emitter(redis_url, key=key)

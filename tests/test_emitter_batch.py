@@ -3,7 +3,7 @@ message byte-identical to a single emit, and a failed batch raises.
 """
 import pytest
 
-from sio_redis_sync import Emitter, PublishError, protocol
+from sio_redis_sync import Emitter, PublishError, classic, protocol
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def test_a_batch_keeps_the_order_of_many_messages(redis_url, key, raw_subscriber
         batch.emit('n', i, to='r%d' % (i % 3))
     assert batch.execute() == [1] * 2000
     received = raw_subscriber(2000)
-    assert [protocol.decode_broadcast(data).data[1] for _, data in received] == \
+    assert [classic.decode_broadcast(data).data[1] for _, data in received] == \
         list(range(2000))
     assert received[4][0] == protocol.Channels(key, '/').for_rooms(['r1'])
     assert batch.execute() == []  # executed batches are empty again
@@ -90,7 +90,7 @@ def test_bad_arguments_raise_at_the_call(redis_url, key, raw_subscriber):
             batch.emit('bad', object())
         with pytest.raises(ValueError):
             batch.emit('disconnect')
-    assert [protocol.decode_broadcast(d).data for _, d in raw_subscriber(1)] == [['ok', 1]]
+    assert [classic.decode_broadcast(d).data for _, d in raw_subscriber(1)] == [['ok', 1]]
     raw_subscriber.assert_empty()
     emitter.close()
 

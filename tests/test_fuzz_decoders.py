@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from socketio import packet as sio_packet
 
-from sio_redis_sync import ProtocolError, envelope, legacy, protocol
+from sio_redis_sync import ProtocolError, classic, envelope, legacy, protocol
 from sio_redis_sync.envelope import MessageType
 
 DATA = Path(__file__).parent / 'data'
@@ -31,7 +31,7 @@ def _deliverable(data):
 
 
 def _broadcast(payload):
-    message = protocol.decode_broadcast(payload)
+    message = classic.decode_broadcast(payload)
     _deliverable(message.data)
     return message
 
@@ -68,8 +68,8 @@ DECODERS = {
     'loads_json': protocol.loads_json,
     'loads_auto': protocol.loads_auto,
     'broadcast': _broadcast,
-    'request': protocol.decode_request,
-    'response': protocol.decode_response,
+    'request': classic.decode_request,
+    'response': classic.decode_response,
     'sharded': _sharded,
     'legacy': _legacy,
     'mirror': _mirror,
@@ -99,10 +99,10 @@ INVALID_STEPS = {'Z1', 'X5'}
 
 def _vectors(steps=None):
     """(decoder name, payload) of the captured vectors (``steps``: only those)."""
-    classic = json.loads((DATA / 'node_vectors.json').read_text('utf-8'))
+    classic_vectors = json.loads((DATA / 'node_vectors.json').read_text('utf-8'))
     sharded = json.loads((DATA / 'sharded_vectors.json').read_text('utf-8'))
     seeds = []
-    for vector in classic['classic']:
+    for vector in classic_vectors['classic']:
         if 'hex' not in vector or (vector['step'] in INVALID_STEPS) != bool(steps):
             continue
         channel = vector['channel']
@@ -116,20 +116,20 @@ def _vectors(steps=None):
 
 
 OURS = [
-    ('broadcast', protocol.encode_broadcast('u', '/', ['ev', 1, {'a': [1, 2]}])),
-    ('broadcast', protocol.encode_broadcast('u', '/', ['ev', b'\x00bin'], ['r'],
+    ('broadcast', classic.encode_broadcast('u', '/', ['ev', 1, {'a': [1, 2]}])),
+    ('broadcast', classic.encode_broadcast('u', '/', ['ev', b'\x00bin'], ['r'],
                                             ['s'], {'volatile': True})),
-    ('request', protocol.encode_remote_join('u', ['r1'], ['x'], ['j'])),
-    ('request', protocol.encode_remote_disconnect('u', ['r1'], [], True)),
-    ('request', protocol.encode_broadcast_request('u', 'rid', '/', ['e', 2],
+    ('request', classic.encode_remote_join('u', ['r1'], ['x'], ['j'])),
+    ('request', classic.encode_remote_disconnect('u', ['r1'], [], True)),
+    ('request', classic.encode_broadcast_request('u', 'rid', '/', ['e', 2],
                                                   ['r'], [], {'timeout': 100})),
-    ('request', protocol.encode_server_side_emit('u', ['hello', 1], 'rid')),
+    ('request', classic.encode_server_side_emit('u', ['hello', 1], 'rid')),
     ('request', b'{"uid":"u","requestId":"r","type":2,"sid":"s","room":"r"}'),
-    ('response', protocol.encode_client_count('rid', 3)),
-    ('response', protocol.encode_broadcast_ack('rid', 'one', ['one', 2, b'\x03'])),
-    ('response', protocol.encode_response({'requestId': 'r', 'sockets': [
+    ('response', classic.encode_client_count('rid', 3)),
+    ('response', classic.encode_broadcast_ack('rid', 'one', ['one', 2, b'\x03'])),
+    ('response', classic.encode_response({'requestId': 'r', 'sockets': [
         {'id': 's', 'handshake': {}, 'rooms': ['s', 'r'], 'data': {}}]})),
-    ('response', protocol.encode_response({'requestId': 'r', 'rooms': ['a', 1]})),
+    ('response', classic.encode_response({'requestId': 'r', 'rooms': ['a', 1]})),
     ('sharded', envelope.encode_envelope(MessageType.BROADCAST_ACK,
                                          envelope.response_data(
                                              MessageType.BROADCAST_ACK, 'r', 1,
@@ -252,7 +252,7 @@ def mutated(draw):
 
 
 # the decoders alone, for deep values (python-socketio's own encode recurses)
-RAW = dict(DECODERS, broadcast=protocol.decode_broadcast,
+RAW = dict(DECODERS, broadcast=classic.decode_broadcast,
            legacy=legacy.decode_legacy)
 
 
@@ -377,11 +377,11 @@ def test_non_finite_msgpack_numbers_are_no_room_or_count(number):
     timeout = msgpack.packb({'type': 7, 'uid': 'u', 'requestId': 'r',
                              'packet': {'type': 2, 'data': ['e']},
                              'opts': {'flags': {'timeout': number}}})
-    for decoder, payload in ((protocol.decode_broadcast, rooms),
-                             (protocol.decode_response, count)):
+    for decoder, payload in ((classic.decode_broadcast, rooms),
+                             (classic.decode_response, count)):
         with pytest.raises(ProtocolError):
             decoder(payload)
-    assert protocol.decode_request(timeout).packet['data'] == ['e']
+    assert classic.decode_request(timeout).packet['data'] == ['e']
     argument = msgpack.packb(['u', {'type': 2, 'data': ['e', number]}, {}])
-    assert protocol.decode_broadcast(argument).data[1] == number or \
+    assert classic.decode_broadcast(argument).data[1] == number or \
         math.isnan(number)

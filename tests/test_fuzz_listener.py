@@ -10,34 +10,34 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rig import PyClient, PyServer, wait_until
-from sio_redis_sync import ProtocolError, protocol
+from sio_redis_sync import ProtocolError, classic, protocol
 from sio_redis_sync.protocol import RequestType
 
 SEEDS = {
     'broadcast': [
-        protocol.encode_broadcast('other', '/', ['ev', 1, {'a': [1, 2]}]),
-        protocol.encode_broadcast('other', '/', ['ev', b'\x00bin'], ['r1'],
+        classic.encode_broadcast('other', '/', ['ev', 1, {'a': [1, 2]}]),
+        classic.encode_broadcast('other', '/', ['ev', b'\x00bin'], ['r1'],
                                   ['nobody'], {'volatile': True}),
-        protocol.encode_broadcast(protocol.EMITTER_UID, '/', ['ev'], ['r1']),
+        classic.encode_broadcast(protocol.EMITTER_UID, '/', ['ev'], ['r1']),
     ],
     'request': [
-        protocol.encode_remote_join('other', ['r1'], [], ['joined']),
-        protocol.encode_server_side_emit('other', ['hello', 1]),
-        protocol.encode_broadcast_request('other', 'rid1', '/', ['ev', 2],
+        classic.encode_remote_join('other', ['r1'], [], ['joined']),
+        classic.encode_server_side_emit('other', ['hello', 1]),
+        classic.encode_broadcast_request('other', 'rid1', '/', ['ev', 2],
                                           ['r1'], [], {'timeout': 100}),
-        protocol.encode_remote_join('other', ['r1'], [], [b'\x01'.decode()]),
+        classic.encode_remote_join('other', ['r1'], [], [b'\x01'.decode()]),
         json.dumps({'type': RequestType.ALL_ROOMS, 'uid': 'other',
                     'requestId': 'rid2'}).encode(),
     ],
     'response': [
-        protocol.encode_client_count('rid1', 3),
-        protocol.encode_broadcast_ack('rid1', {'ok': True}),
-        protocol.encode_response({'requestId': 'rid3', 'rooms': ['a']}),
+        classic.encode_client_count('rid1', 3),
+        classic.encode_broadcast_ack('rid1', {'ok': True}),
+        classic.encode_response({'requestId': 'rid3', 'rooms': ['a']}),
     ],
 }
-DECODERS = {'broadcast': protocol.decode_broadcast,
-            'request': protocol.decode_request,
-            'response': protocol.decode_response}
+DECODERS = {'broadcast': classic.decode_broadcast,
+            'request': classic.decode_request,
+            'response': classic.decode_response}
 # valid requests that would take the test's client away: not sent
 DESTRUCTIVE = (RequestType.REMOTE_LEAVE, RequestType.REMOTE_DISCONNECT)
 
@@ -122,7 +122,7 @@ def test_hostile_payloads_on_every_channel(redis_url, key, redis_client, caplog)
                 if n == where % len(batch):  # a valid one in the middle
                     counters['valid'] += 1
                     redis_client.publish(channels.for_rooms(['r1']),
-                                         protocol.encode_broadcast(
+                                         classic.encode_broadcast(
                                              'other', '/',
                                              ['valid', counters['valid']],
                                              ['r1']))
@@ -136,7 +136,7 @@ def test_hostile_payloads_on_every_channel(redis_url, key, redis_client, caplog)
                 malformed += bad
             counters['valid'] += 1  # and one last: all before it were read
             redis_client.publish(channels.for_rooms(['r1']),
-                                 protocol.encode_broadcast(
+                                 classic.encode_broadcast(
                                      'other', '/', ['valid', counters['valid']],
                                      ['r1']))
             client.wait_for('valid', count=counters['valid'])

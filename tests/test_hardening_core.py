@@ -14,7 +14,7 @@ import redis
 import socketio
 
 from rig import PyClient, PyServer, wait_until
-from sio_redis_sync import PublishError, RedisManager, SioRedisError, protocol
+from sio_redis_sync import PublishError, RedisManager, SioRedisError, classic, protocol
 from sio_redis_sync.requests import Acks
 
 
@@ -47,7 +47,7 @@ def test_requests_with_a_paused_redis_do_not_grow_threads(own_redis, key):
     try:
         pipe = raw.pipeline(transaction=False)
         for n in range(300):
-            pipe.publish('%s-request#/#' % key, protocol.encode_fetch_sockets(
+            pipe.publish('%s-request#/#' % key, classic.encode_fetch_sockets(
                 'peer', 'req%d' % n))
         pipe.execute()
         os.kill(own_redis.process.pid, signal.SIGSTOP)  # answers cannot go out
@@ -150,7 +150,7 @@ def test_100k_hostile_ack_requests_are_forgotten_after_ack_ttl(redis_url, key):
         with_fake_client(manager)
         channel = ('%s-request#/#' % key).encode()
         for n in range(100000):
-            manager._on_message(channel, None, protocol.encode_broadcast_request(
+            manager._on_message(channel, None, classic.encode_broadcast_request(
                 'peer', 'r%d' % n, '/', ['ev', n], flags={
                     'timeout': float('inf') if n % 2 else 1e300}))
             if n == 999:
@@ -197,7 +197,7 @@ def test_a_count_that_cannot_be_published_does_not_lose_the_delivery(own_redis, 
             channel = ('%s-request#/#' % key).encode()
             # as the listener would: a BROADCAST (7) with acks, then a
             # legacy-form join that wants an answer
-            manager._on_message(channel, None, protocol.encode_broadcast_request(
+            manager._on_message(channel, None, classic.encode_broadcast_request(
                 'peer', 'r1', '/', ['ev', 1]))
             manager._on_message(channel, None, protocol.dumps_json({
                 'uid': 'peer', 'type': 2, 'requestId': 'r2', 'sid': client.sid,
@@ -511,10 +511,10 @@ def test_odd_room_channels_and_unsendable_data_are_dropped_quietly(redis_url, ke
         with caplog.at_level(logging.WARNING, logger='sio_redis_sync'):
             # '²'.isdigit() is True and int('²') raises
             manager._on_message(('%s#/#\u00b2#' % key).encode(), pattern,
-                                protocol.encode_broadcast('peer', '/', ['ev'], ['\u00b2']))
+                                classic.encode_broadcast('peer', '/', ['ev'], ['\u00b2']))
             # a bytes map key cannot be sent to a Socket.IO client
             manager._on_message(('%s#/#' % key).encode(), pattern,
-                                protocol.encode_broadcast('peer', '/', ['ev', {b'k': 1}]))
+                                classic.encode_broadcast('peer', '/', ['ev', {b'k': 1}]))
         assert manager.stats()['dropped_malformed'] == before + 1
         assert not any(record.exc_info for record in caplog.records)
     finally:
@@ -548,7 +548,7 @@ answers = raw.pubsub()
 answers.subscribe('%s-response#/#' % key)
 answers.get_message(timeout=5)
 for n in range(50):
-    raw.publish('%s-request#/#' % key, protocol.encode_fetch_sockets('peer', 'q%d' % n))
+    raw.publish('%s-request#/#' % key, classic.encode_fetch_sockets('peer', 'q%d' % n))
 got = 0
 while got < 50:
     message = answers.get_message(timeout=5)

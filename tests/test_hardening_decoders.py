@@ -11,7 +11,7 @@ import msgpack
 import pytest
 
 from rig import PyClient, PyServer
-from sio_redis_sync import ProtocolError, envelope, legacy, protocol
+from sio_redis_sync import ProtocolError, classic, envelope, legacy, protocol
 from sio_redis_sync.envelope import MessageType
 
 # msgpack timestamp (ext -1): what protocol.loads_msgpack turns into a string
@@ -40,18 +40,18 @@ def _response_with(value):
 @pytest.mark.parametrize('depth', [600, 1000])
 def test_deep_value_with_a_date_decodes_without_recursion_error(depth):
     """Failed before: RecursionError from _dates_to_iso (protocol.py:303)."""
-    message = protocol.decode_broadcast(_broadcast_with(_nested(depth, DATE)))
+    message = classic.decode_broadcast(_broadcast_with(_nested(depth, DATE)))
     value = message.data[1]
     for _ in range(depth):
         value = value[0]
     assert value == ISO
-    response = protocol.decode_response(_response_with(_nested(depth, DATE)))
+    response = classic.decode_response(_response_with(_nested(depth, DATE)))
     assert response['requestId'] == 'r'
 
 
 @pytest.mark.parametrize('decoder, wrap', [
-    (protocol.decode_broadcast, _broadcast_with),
-    (protocol.decode_response, _response_with),
+    (classic.decode_broadcast, _broadcast_with),
+    (classic.decode_response, _response_with),
     (protocol.loads_msgpack, lambda v: v),
 ])
 def test_msgpack_nested_100000_deep_is_a_short_protocol_error(decoder, wrap):
@@ -60,8 +60,8 @@ def test_msgpack_nested_100000_deep_is_a_short_protocol_error(decoder, wrap):
     assert len(str(info.value)) < 200
 
 
-@pytest.mark.parametrize('decoder', [protocol.decode_request,
-                                     protocol.decode_response,
+@pytest.mark.parametrize('decoder', [classic.decode_request,
+                                     classic.decode_response,
                                      envelope.decode_envelope,
                                      legacy.decode_legacy])
 def test_json_nested_100000_deep_is_a_protocol_error(decoder):
@@ -96,9 +96,9 @@ def test_non_text_map_keys_are_protocol_errors(key):
     """Failed before: decoded, then delivery raised (manager.py:62-70)."""
     item = b'\x81' + key + b'\x01'
     with pytest.raises(ProtocolError, match='map key'):
-        protocol.decode_broadcast(_broadcast_with(item))
+        classic.decode_broadcast(_broadcast_with(item))
     with pytest.raises(ProtocolError, match='map key'):
-        protocol.decode_response(_response_with(item))
+        classic.decode_response(_response_with(item))
     sharded = msgpack.packb({'type': 3, 'uid': 'u', 'nsp': '/', 'data': {
         'packet': {'type': 2, 'data': ['ev', 0]}, 'opts': {}}})
     with pytest.raises(ProtocolError, match='map key'):
@@ -108,8 +108,8 @@ def test_non_text_map_keys_are_protocol_errors(key):
 def test_empty_bin_key_after_many_zero_bytes_is_a_protocol_error():
     item = b'\x92' + b'\xdc\x00\x20' + b'\x00' * 32 + b'\x81\xc5\x00\x00\x01'
     with pytest.raises(ProtocolError, match='map key'):
-        protocol.decode_broadcast(_broadcast_with(item))
-    assert protocol.decode_broadcast(_broadcast_with(
+        classic.decode_broadcast(_broadcast_with(item))
+    assert classic.decode_broadcast(_broadcast_with(
         b'\x92' + b'\xdc\x00\x20' + b'\x00' * 32 + b'\xc4\x00')).data == [
         'ev', [[0] * 32, b'']]
 
@@ -117,8 +117,8 @@ def test_empty_bin_key_after_many_zero_bytes_is_a_protocol_error():
 def test_int_map_keys_of_python_senders_still_decode():
     """A Python server emitting {1: 'a'} publishes an int key (python-socketio
     delivers it as JSON "1"); dropping it would lose the emit."""
-    payload = protocol.encode_broadcast('u', '/', ['ev', {1: 'a'}, b'\x00'])
-    assert protocol.decode_broadcast(payload).data == ['ev', {1: 'a'}, b'\x00']
+    payload = classic.encode_broadcast('u', '/', ['ev', {1: 'a'}, b'\x00'])
+    assert classic.decode_broadcast(payload).data == ['ev', {1: 'a'}, b'\x00']
 
 
 # ------------------------------------------------- JSON specials, item 7
@@ -126,8 +126,8 @@ def test_int_map_keys_of_python_senders_still_decode():
 @pytest.mark.parametrize('number', ['NaN', 'Infinity', '-Infinity', '1e999',
                                     '-1e999'])
 @pytest.mark.parametrize('decoder, template', [
-    (protocol.decode_request, '{"type":6,"uid":"u","data":["e",%s]}'),
-    (protocol.decode_response, '{"requestId":"r","data":%s}'),
+    (classic.decode_request, '{"type":6,"uid":"u","data":["e",%s]}'),
+    (classic.decode_response, '{"requestId":"r","data":%s}'),
     (envelope.decode_envelope,
      '{"type":9,"uid":"u","nsp":"/","data":{"packet":["e",%s]}}'),
     (legacy.decode_legacy, '{"method":"emit","event":"e","data":[%s]}'),
@@ -139,7 +139,7 @@ def test_non_finite_json_numbers_are_protocol_errors(number, decoder, template):
         decoder((template % number).encode())
 
 
-@pytest.mark.parametrize('decoder', [protocol.decode_response,
+@pytest.mark.parametrize('decoder', [classic.decode_response,
                                      envelope.decode_envelope,
                                      legacy.decode_legacy])
 def test_json_is_utf8_only(decoder):
@@ -224,7 +224,7 @@ def test_legacy_wrong_types_are_protocol_errors(message):
 def test_legacy_request_forms_need_a_sid_and_a_room(message):
     """Failed before: a null sid, and a missing or null room, were accepted."""
     with pytest.raises(ProtocolError):
-        protocol.decode_request(json.dumps(message).encode())
+        classic.decode_request(json.dumps(message).encode())
 
 
 @pytest.mark.parametrize('room', [None, True, 1.5, [1], {'a': 1}, b'r'], ids=repr)
@@ -241,29 +241,29 @@ def test_user_rooms_are_str_or_int(room):
 
 
 def _ack_requests(timeout):
-    classic = protocol.encode_broadcast_request('u', 'r', '/', ['e'], [], [],
+    in_classic = classic.encode_broadcast_request('u', 'r', '/', ['e'], [], [],
                                                 {'timeout': timeout})
     sharded = protocol.dumps_msgpack({
         'type': 3, 'uid': 'u', 'nsp': '/', 'data': envelope.broadcast_data(
             ['e'], flags={'timeout': timeout}, request_id='r')})
-    return classic, sharded
+    return in_classic, sharded
 
 
 @pytest.mark.parametrize('timeout', [-1, float('nan'), float('inf'), 1e300],
                          ids=repr)
 def test_an_odd_ack_timeout_number_still_delivers(timeout):
     """The receiver clamps any number to its ack_ttl: the event is kept."""
-    classic, sharded = _ack_requests(timeout)
-    assert protocol.decode_request(classic).packet['data'] == ['e']
+    in_classic, sharded = _ack_requests(timeout)
+    assert classic.decode_request(in_classic).packet['data'] == ['e']
     request = envelope.request_of(envelope.decode_envelope(sharded))
     assert request.packet['data'] == ['e']
 
 
 @pytest.mark.parametrize('timeout', [True, 'x', [1], {}], ids=repr)
 def test_ack_timeout_flag_is_a_number(timeout):
-    classic, sharded = _ack_requests(timeout)
+    in_classic, sharded = _ack_requests(timeout)
     with pytest.raises(ProtocolError, match='timeout'):
-        protocol.decode_request(classic)
+        classic.decode_request(in_classic)
     with pytest.raises(ProtocolError, match='timeout'):
         envelope.request_of(envelope.decode_envelope(sharded))
 
@@ -277,7 +277,7 @@ def test_client_count_is_a_non_negative_int(count):
     payload = json.dumps({'type': 8, 'requestId': 'r',
                           'clientCount': count}).encode()
     with pytest.raises(ProtocolError, match='clientCount'):
-        protocol.decode_response(payload)
+        classic.decode_response(payload)
     sharded = json.dumps({'type': 11, 'uid': 'u', 'nsp': '/', 'data': {
         'requestId': 'r', 'clientCount': count}}).encode()
     with pytest.raises(ProtocolError, match='clientCount'):
@@ -286,11 +286,11 @@ def test_client_count_is_a_non_negative_int(count):
 
 def test_client_count_missing_is_a_protocol_error():
     with pytest.raises(ProtocolError, match='clientCount'):
-        protocol.decode_response(b'{"type":8,"requestId":"r"}')
+        classic.decode_response(b'{"type":8,"requestId":"r"}')
 
 
 def test_valid_client_count_decodes():
-    assert protocol.decode_response(protocol.encode_client_count('r', 0)) == {
+    assert classic.decode_response(classic.encode_client_count('r', 0)) == {
         'type': 8, 'requestId': 'r', 'clientCount': 0}
 
 
@@ -298,13 +298,13 @@ def test_valid_client_count_decodes():
 
 def test_classic_ack_carries_every_value_besides_nodes_packet():
     """Failed before: encode_broadcast_ack took no packets."""
-    payload = protocol.encode_broadcast_ack('r', 'one', packets=['one', 2, 'three'])
+    payload = classic.encode_broadcast_ack('r', 'one', packets=['one', 2, 'three'])
     assert msgpack.unpackb(payload) == {'type': 9, 'requestId': 'r',
                                         'packet': 'one',
                                         'packets': ['one', 2, 'three']}
-    assert protocol.decode_response(payload)['packets'] == ['one', 2, 'three']
+    assert classic.decode_response(payload)['packets'] == ['one', 2, 'three']
     # without packets the bytes are Node's, unchanged
-    assert protocol.encode_broadcast_ack('r', 'one') == msgpack.packb(
+    assert classic.encode_broadcast_ack('r', 'one') == msgpack.packb(
         {'type': 9, 'requestId': 'r', 'packet': 'one'})
 
 
@@ -324,7 +324,7 @@ def test_packets_must_be_a_list(packets):
     payload = msgpack.packb({'type': 9, 'requestId': 'r', 'packet': 1,
                              'packets': packets})
     with pytest.raises(ProtocolError, match='packets'):
-        protocol.decode_response(payload)
+        classic.decode_response(payload)
     sharded = msgpack.packb({'type': 12, 'uid': 'u', 'nsp': '/', 'data': {
         'requestId': 'r', 'packet': 1, 'packets': packets}})
     with pytest.raises(ProtocolError, match='packets'):
@@ -346,11 +346,11 @@ def test_packets_must_be_a_list(packets):
 def test_malformed_response_fields(response):
     """Failed before: passed to RemoteSocket, where list(5) raised TypeError."""
     with pytest.raises(ProtocolError):
-        protocol.decode_response(json.dumps(response).encode())
+        classic.decode_response(json.dumps(response).encode())
 
 
 def test_answered_rooms_of_other_types_are_left_out():
-    response = protocol.decode_response(json.dumps({
+    response = classic.decode_response(json.dumps({
         'requestId': 'r', 'rooms': ['a', None, 1, True, [2], 1.5],
         'sockets': [{'id': 's', 'rooms': ['s', None, {'x': 1}]}, 'sid2']}).encode())
     assert response['rooms'] == ['a', 1]
@@ -379,10 +379,10 @@ def test_legacy_binary_flag_is_a_boolean():
     (envelope.decode_envelope,
      json.dumps({'type': 3, 'uid': ['x' * 100000], 'nsp': '/'})),
     (envelope.decode_envelope, json.dumps({'type': 'x' * 100000})),
-    (protocol.decode_request, json.dumps({'type': 'x' * 100000})),
+    (classic.decode_request, json.dumps({'type': 'x' * 100000})),
     (legacy.decode_legacy, json.dumps({'method': 'x' * 100000})),
     (legacy.decode_legacy, json.dumps({'method': 'emit', 'event': ['x' * 100000]})),
-    (protocol.decode_broadcast, msgpack.packb(
+    (classic.decode_broadcast, msgpack.packb(
         ['u', {'type': 'x' * 100000, 'data': ['e']}, {}])),
 ])
 def test_error_messages_never_echo_huge_payloads(decoder, payload):

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from sio_redis_sync import envelope, protocol
+from sio_redis_sync import classic, envelope
 from sio_redis_sync.envelope import MessageType, decode_envelope, encode_envelope
-from sio_redis_sync.protocol import RequestType, decode_broadcast, decode_request
+from sio_redis_sync.protocol import RequestType
+from sio_redis_sync.classic import decode_broadcast, decode_request
 
 VECTORS = json.loads((Path(__file__).parent / 'data' / 'selection_vectors.json')
                      .read_text('utf-8'))['captured']
@@ -44,13 +45,13 @@ def test_the_capture_has_every_step():
 
 @pytest.mark.parametrize('step, kind, rooms, except_, rooms_arg, encode', [
     ('C1', RequestType.REMOTE_JOIN, ('r1',), ('x1', 'x2'), ('j1', 'j2'),
-     protocol.encode_remote_join),
+     classic.encode_remote_join),
     ('C2', RequestType.REMOTE_LEAVE, ('r1', 'r2'), ('x1',), ('l1',),
-     protocol.encode_remote_leave),
+     classic.encode_remote_leave),
     ('C8', RequestType.REMOTE_JOIN, ('r1',), ('x1', 'x2'), ('j1',),
-     protocol.encode_remote_join),
+     classic.encode_remote_join),
     ('C9', RequestType.REMOTE_LEAVE, ('r1',), ('x1',), ('l1', 'l2'),
-     protocol.encode_remote_leave),
+     classic.encode_remote_leave),
 ])
 def test_classic_join_and_leave(step, kind, rooms, except_, rooms_arg, encode):
     raw = _one(step, '-request#')
@@ -69,7 +70,7 @@ def test_classic_disconnect(step, rooms, close):
     request = decode_request(raw)
     assert (request.type, request.rooms, request.except_, request.close, request.sid) \
         == (RequestType.REMOTE_DISCONNECT, rooms, ('x1',), close, None)
-    assert protocol.encode_remote_disconnect(request.uid, rooms, ['x1'], close) == raw
+    assert classic.encode_remote_disconnect(request.uid, rooms, ['x1'], close) == raw
 
 
 def test_classic_fetch_sockets_and_its_answer():
@@ -77,12 +78,12 @@ def test_classic_fetch_sockets_and_its_answer():
     request = decode_request(raw)
     assert (request.type, request.rooms, request.except_) == (
         RequestType.REMOTE_FETCH, ('r1',), ('x1', 'x2'))
-    assert protocol.encode_fetch_sockets(request.uid, request.request_id, ['r1'],
+    assert classic.encode_fetch_sockets(request.uid, request.request_id, ['r1'],
                                          ['x1', 'x2']) == raw
     answer = _one('C5', '-response#')
-    assert protocol.decode_response(answer) == {'requestId': request.request_id,
+    assert classic.decode_response(answer) == {'requestId': request.request_id,
                                                 'sockets': []}
-    assert protocol.encode_response({'requestId': request.request_id,
+    assert classic.encode_response({'requestId': request.request_id,
                                      'sockets': []}) == answer
 
 
@@ -91,7 +92,7 @@ def test_classic_broadcast_with_except_and_flags():
     message = decode_broadcast(raw)
     assert (message.nsp, message.data, message.rooms, message.except_, message.flags) \
         == ('/', ['c6', 1], ('r1', 'r2'), ('x1',), {'volatile': True, 'compress': False})
-    assert protocol.encode_broadcast(message.uid, '/', ['c6', 1], ['r1', 'r2'], ['x1'],
+    assert classic.encode_broadcast(message.uid, '/', ['c6', 1], ['r1', 'r2'], ['x1'],
                                      {'volatile': True, 'compress': False}) == raw
 
 
@@ -100,7 +101,7 @@ def test_classic_emitter_broadcast_with_except():
     message = decode_broadcast(raw)
     assert (message.uid, message.nsp, message.rooms, message.except_, message.flags) \
         == ('emitter', '/admin', ('r1',), ('x1',), {})
-    assert protocol.encode_broadcast('emitter', '/admin', ['c11', 'a'], ['r1'], ['x1'],
+    assert classic.encode_broadcast('emitter', '/admin', ['c11', 'a'], ['r1'], ['x1'],
                                      emitter_order=True) == raw
 
 
@@ -110,13 +111,13 @@ def test_classic_broadcast_with_acks_and_its_client_count():
     assert (request.type, request.rooms, request.except_, request.flags) == (
         RequestType.BROADCAST, ('r1',), ('x1',), {'timeout': 1000})
     assert request.packet == {'type': 2, 'data': ['c7'], 'nsp': '/'}
-    assert protocol.encode_broadcast_request(
+    assert classic.encode_broadcast_request(
         request.uid, request.request_id, '/', ['c7'], ['r1'], ['x1'],
         {'timeout': 1000}) == raw
     count = _one('C7', '-response#')
-    assert protocol.decode_response(count) == {
+    assert classic.decode_response(count) == {
         'type': 8, 'requestId': request.request_id, 'clientCount': 0}
-    assert protocol.encode_client_count(request.request_id, 0) == count
+    assert classic.encode_client_count(request.request_id, 0) == count
 
 
 # ---------------------------------------------------------------- sharded

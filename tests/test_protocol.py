@@ -1,4 +1,5 @@
-"""Byte-exact and robustness tests of sio_redis_sync.protocol (pure, no Redis).
+"""Byte-exact and robustness tests of the classic codecs (sio_redis_sync.classic)
+and of what sio_redis_sync.protocol shares (pure, no Redis).
 
 Owns the checks against the Node vectors in tests/data/node_vectors.json.
 """
@@ -13,13 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sio_redis_sync.exceptions import ProtocolError
+from sio_redis_sync.classic import (
+    decode_broadcast, decode_request, decode_response, encode_all_rooms, encode_broadcast,
+    encode_fetch_sockets, encode_remote_disconnect, encode_remote_join, encode_remote_leave,
+    encode_response, encode_server_side_emit)
 from sio_redis_sync.protocol import (
-    Broadcast, Channels, Request, RequestType, decode_broadcast,
-    decode_request, decode_response, dumps_json, dumps_msgpack,
-    encode_all_rooms, encode_fetch_sockets,
-    encode_broadcast, encode_remote_disconnect, encode_remote_join,
-    encode_remote_leave, encode_response, encode_server_side_emit,
-    loads_msgpack)
+    Broadcast, Channels, Request, RequestType, dumps_json, dumps_msgpack, loads_msgpack)
 
 KEY = 'socket.io'
 VECTORS = json.loads(

@@ -8,10 +8,11 @@ import json
 import msgpack
 import pytest
 
-from sio_redis_sync import envelope, protocol
+from sio_redis_sync import classic, envelope, protocol
 from sio_redis_sync.envelope import decode_envelope, response_of
 from sio_redis_sync.exceptions import ProtocolError
-from sio_redis_sync.protocol import MAX_CLIENT_COUNT, decode_response, loads_msgpack
+from sio_redis_sync.protocol import MAX_CLIENT_COUNT, loads_msgpack
+from sio_redis_sync.classic import decode_response
 
 
 # ---------------------------------------------------------------- numeric rooms
@@ -37,12 +38,12 @@ def test_a_numeric_room_channel_suffix_is_found_again_as_the_room():
 # ---------------------------------------------------------------- clientCount
 
 def _counts(count):
-    classic = decode_response(json.dumps({'type': 8, 'requestId': 'r',
+    in_classic = decode_response(json.dumps({'type': 8, 'requestId': 'r',
                                           'clientCount': count}).encode())
     sharded = response_of(decode_envelope(json.dumps({
         'type': 11, 'uid': 'u', 'nsp': '/',
         'data': {'requestId': 'r', 'clientCount': count}}).encode()))
-    return classic['clientCount'], sharded['clientCount']
+    return in_classic['clientCount'], sharded['clientCount']
 
 
 @pytest.mark.parametrize('count', [0, 1, 7, MAX_CLIENT_COUNT - 1, MAX_CLIENT_COUNT])
@@ -86,7 +87,7 @@ def test_finite_json_numbers_decode_as_json_parse_reads_them(text, value):
     payload = ('{"requestId":"r","type":6,"data":[%s]}' % text).encode()
     decoded = decode_response(payload)['data'][0]
     assert decoded == value and type(decoded) is type(value)
-    request = protocol.decode_request(('{"type":6,"uid":"u","data":["ev",%s]}'
+    request = classic.decode_request(('{"type":6,"uid":"u","data":["ev",%s]}'
                                        % text).encode())
     assert request.data == ['ev', value]
 
@@ -107,7 +108,7 @@ def test_broken_json_is_a_protocol_error(payload):
     with pytest.raises(ProtocolError):
         decode_response(payload)
     with pytest.raises(ProtocolError):
-        protocol.decode_request(payload)
+        classic.decode_request(payload)
 
 
 # ---------------------------------------------------------------- msgpack paths
@@ -143,7 +144,7 @@ def _broadcast(*args):
 ])
 def test_bytes_extensions_and_dates_decode_wherever_they_are(raw, value):
     assert loads_msgpack(raw) == value
-    assert protocol.decode_broadcast(_broadcast(b'\x01', raw)).data == ['ev', 1, value]
+    assert classic.decode_broadcast(_broadcast(b'\x01', raw)).data == ['ev', 1, value]
     assert decode_response(b'\x82\xa9requestId\xa1r\xa6packet' + raw)['packet'] == value
 
 
@@ -160,7 +161,7 @@ def test_dates_of_all_three_timestamp_sizes_in_one_message_decode():
                                                                            signed=True)
     assert loads_msgpack(b'\x93' + ts32 + ts64 + ts96) == [
         ISO, '2024-01-02T03:04:05.005Z', '1969-12-31T23:59:59.007Z']
-    assert protocol.decode_broadcast(_broadcast(ts32, ts64, ts96)).data == [
+    assert classic.decode_broadcast(_broadcast(ts32, ts64, ts96)).data == [
         'ev', ISO, '2024-01-02T03:04:05.005Z', '1969-12-31T23:59:59.007Z']
 
 
@@ -186,7 +187,7 @@ def test_a_map_key_of_bytes_or_a_date_is_refused_wherever_it_is(key, where):
     with pytest.raises(ProtocolError):
         loads_msgpack(raw)
     with pytest.raises(ProtocolError):
-        protocol.decode_broadcast(_broadcast(raw))
+        classic.decode_broadcast(_broadcast(raw))
     with pytest.raises(ProtocolError):
         decode_response(b'\x82\xa9requestId\xa1r\xa6packet' + raw)
 
@@ -206,7 +207,7 @@ def test_malformed_msgpack_is_a_protocol_error(payload):
 
 
 def test_a_msgpack_request_and_envelope_decode_by_their_first_byte():
-    request = protocol.decode_request(msgpack.packb({'type': 1, 'uid': 'u', 'requestId': 'q'}))
+    request = classic.decode_request(msgpack.packb({'type': 1, 'uid': 'u', 'requestId': 'q'}))
     assert (request.type, request.request_id) == (protocol.RequestType.ALL_ROOMS, 'q')
     sharded = msgpack.packb({'type': 12, 'uid': 'u', 'nsp': '/',
                              'data': {'requestId': 'r', 'packet': b'\x00'}})
@@ -214,7 +215,7 @@ def test_a_msgpack_request_and_envelope_decode_by_their_first_byte():
     with pytest.raises(ProtocolError):
         decode_envelope(b'')
     with pytest.raises(ProtocolError):
-        protocol.decode_request(b'')
+        classic.decode_request(b'')
 
 
 # ---------------------------------------------------------------- short messages
@@ -230,13 +231,13 @@ def _message_of(decoder, payload):
     (decode_response, b'{"requestId":"r","type":"' + b't' * 5000 + b'"}'),
     (decode_response, b'{"requestId":"r' + b'x' * 5000),
     (decode_response, b'\x92' + b'\xa1x' * 5000),
-    (protocol.decode_request, b'{"type":2,"uid":"u","sid":"' + b's' * 5000 + b'"}'),
-    (protocol.decode_request, b'{"type":4,"uid":"u","opts":{},"close":"' + b'c' * 5000 + b'"}'),
-    (protocol.decode_request, b'{"type":4,"uid":"u","sid":' + b'9' * 4000 + b'}'),
-    (protocol.decode_request, b'{"type":4,"uid":"u","sid":-' + b'9' * 4000 + b'}'),
-    (protocol.decode_request, b'{"type":' + b'9' * 4000 + b'}'),
-    (protocol.decode_request, b'{"type":2,"uid":"u","sid":"s","room":["' + b'r' * 5000 + b'"]}'),
-    (protocol.decode_broadcast, msgpack.packb(['u', {'type': 'x' * 5000, 'data': ['e']}, {}])),
+    (classic.decode_request, b'{"type":2,"uid":"u","sid":"' + b's' * 5000 + b'"}'),
+    (classic.decode_request, b'{"type":4,"uid":"u","opts":{},"close":"' + b'c' * 5000 + b'"}'),
+    (classic.decode_request, b'{"type":4,"uid":"u","sid":' + b'9' * 4000 + b'}'),
+    (classic.decode_request, b'{"type":4,"uid":"u","sid":-' + b'9' * 4000 + b'}'),
+    (classic.decode_request, b'{"type":' + b'9' * 4000 + b'}'),
+    (classic.decode_request, b'{"type":2,"uid":"u","sid":"s","room":["' + b'r' * 5000 + b'"]}'),
+    (classic.decode_broadcast, msgpack.packb(['u', {'type': 'x' * 5000, 'data': ['e']}, {}])),
     (decode_envelope, json.dumps({'type': 3, 'uid': ['u' * 5000], 'nsp': '/'}).encode()),
     (decode_envelope, json.dumps({'type': 3, 'uid': 'u', 'nsp': ['n' * 5000]}).encode()),
     (decode_envelope, json.dumps({'type': 'x' * 5000}).encode()),

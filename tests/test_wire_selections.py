@@ -8,10 +8,11 @@ import json
 import msgpack
 import pytest
 
-from sio_redis_sync import envelope, protocol
+from sio_redis_sync import classic, envelope, protocol
 from sio_redis_sync.envelope import MessageType, decode_envelope, encode_envelope
 from sio_redis_sync.exceptions import ProtocolError
-from sio_redis_sync.protocol import RequestType, decode_request, decode_response
+from sio_redis_sync.protocol import RequestType
+from sio_redis_sync.classic import decode_request, decode_response
 
 ROOMS = ['r1', 'r2']
 EXCEPT = ['x1', 'sid_of_the_sender_01']
@@ -26,7 +27,7 @@ def _json(payload):
 
 @pytest.mark.parametrize('uid', ['AbC-_9', None])
 def test_remote_join_carries_its_selection_and_the_rooms_to_join(uid):
-    payload = protocol.encode_remote_join(uid, ROOMS, EXCEPT, ['j1', 'j2'])
+    payload = classic.encode_remote_join(uid, ROOMS, EXCEPT, ['j1', 'j2'])
     body = {'type': 2, 'opts': {'rooms': ROOMS, 'except': EXCEPT}, 'rooms': ['j1', 'j2']}
     if uid is not None:
         body = {'uid': uid, **body}
@@ -38,7 +39,7 @@ def test_remote_join_carries_its_selection_and_the_rooms_to_join(uid):
 
 @pytest.mark.parametrize('uid', ['AbC-_9', None])
 def test_remote_leave_carries_its_selection_and_the_rooms_to_leave(uid):
-    payload = protocol.encode_remote_leave(uid, ROOMS, EXCEPT, ['l1'])
+    payload = classic.encode_remote_leave(uid, ROOMS, EXCEPT, ['l1'])
     body = {'type': 3, 'opts': {'rooms': ROOMS, 'except': EXCEPT}, 'rooms': ['l1']}
     if uid is not None:
         body = {'uid': uid, **body}
@@ -50,7 +51,7 @@ def test_remote_leave_carries_its_selection_and_the_rooms_to_leave(uid):
 
 @pytest.mark.parametrize('close', [True, False])
 def test_remote_disconnect_carries_its_selection_and_close(close):
-    payload = protocol.encode_remote_disconnect('u', ROOMS, EXCEPT, close)
+    payload = classic.encode_remote_disconnect('u', ROOMS, EXCEPT, close)
     assert _json(payload) == {'uid': 'u', 'type': 4, 'close': close,
                               'opts': {'rooms': ROOMS, 'except': EXCEPT}}
     assert list(_json(payload)) == ['uid', 'type', 'opts', 'close']
@@ -60,14 +61,14 @@ def test_remote_disconnect_carries_its_selection_and_close(close):
 
 
 def test_remote_disconnect_does_not_close_by_default():
-    assert _json(protocol.encode_remote_disconnect(None, ['a'], ()))['close'] is False
+    assert _json(classic.encode_remote_disconnect(None, ['a'], ()))['close'] is False
     request = decode_request(b'{"type":4,"opts":{"rooms":["a"],"except":["b"]}}')
     assert request.close is False
     assert (request.rooms, request.except_) == (('a',), ('b',))
 
 
 def test_fetch_sockets_request_carries_its_selection():
-    payload = protocol.encode_fetch_sockets('u', 'req1', ROOMS, EXCEPT)
+    payload = classic.encode_fetch_sockets('u', 'req1', ROOMS, EXCEPT)
     assert payload == (b'{"uid":"u","requestId":"req1","type":5,'
                        b'"opts":{"rooms":["r1","r2"],"except":["x1","sid_of_the_sender_01"]}}')
     request = decode_request(payload)
@@ -76,16 +77,16 @@ def test_fetch_sockets_request_carries_its_selection():
 
 
 def test_selections_are_deduplicated_in_order():
-    payload = protocol.encode_remote_leave('u', ['b', 'a', 'b'], ['y', 'x', 'y'], ['c', 'c'])
+    payload = classic.encode_remote_leave('u', ['b', 'a', 'b'], ['y', 'x', 'y'], ['c', 'c'])
     assert _json(payload)['opts'] == {'rooms': ['b', 'a'], 'except': ['y', 'x']}
     assert _json(payload)['rooms'] == ['c']
 
 
 def test_no_selection_given_is_an_empty_one():
     # python-socketio passes room=None / skip_sid=None for "none"
-    assert _json(protocol.encode_fetch_sockets('u', 'q', None, None))['opts'] == {
+    assert _json(classic.encode_fetch_sockets('u', 'q', None, None))['opts'] == {
         'rooms': [], 'except': []}
-    assert _json(protocol.encode_remote_disconnect('u', None, None))['opts'] == {
+    assert _json(classic.encode_remote_disconnect('u', None, None))['opts'] == {
         'rooms': [], 'except': []}
     assert envelope.fetch_data('q', None, None)['opts'] == {
         'rooms': [], 'except': [], 'flags': {}}
@@ -94,7 +95,7 @@ def test_no_selection_given_is_an_empty_one():
 
 
 def test_broadcast_request_with_acks_carries_packet_selection_and_flags():
-    payload = protocol.encode_broadcast_request(
+    payload = classic.encode_broadcast_request(
         'AbC-_9', 'Req1', '/admin', ['question', 1], ROOMS, EXCEPT, {'timeout': 2000})
     assert msgpack.unpackb(payload) == {
         'uid': 'AbC-_9', 'requestId': 'Req1', 'type': 7,
@@ -112,15 +113,15 @@ def test_broadcast_request_with_acks_carries_packet_selection_and_flags():
 
 
 def test_broadcast_request_without_flags_sends_an_empty_map():
-    payload = protocol.encode_broadcast_request('u', 'r', '/', ['ev'])
+    payload = classic.encode_broadcast_request('u', 'r', '/', ['ev'])
     assert msgpack.unpackb(payload)['opts'] == {'rooms': [], 'except': [], 'flags': {}}
 
 
 def test_client_count_and_ack_responses_reach_the_requester():
-    count = protocol.encode_client_count('Req1', 3)
+    count = classic.encode_client_count('Req1', 3)
     assert count == b'{"type":8,"requestId":"Req1","clientCount":3}'
     assert decode_response(count) == {'type': 8, 'requestId': 'Req1', 'clientCount': 3}
-    ack = protocol.encode_broadcast_ack('Req1', {'answer': b'\x01'})
+    ack = classic.encode_broadcast_ack('Req1', {'answer': b'\x01'})
     assert ack[:1] != b'{'    # msgpack: an ack may carry bytes
     assert list(msgpack.unpackb(ack)) == ['type', 'requestId', 'packet']
     assert decode_response(ack) == {'type': 9, 'requestId': 'Req1',
@@ -129,13 +130,13 @@ def test_client_count_and_ack_responses_reach_the_requester():
 
 @pytest.mark.parametrize('emitter_order', [False, True])
 def test_broadcast_carries_except_and_flags_both_ways(emitter_order):
-    payload = protocol.encode_broadcast('u', '/admin', ['ev', 1], ROOMS, EXCEPT, FLAGS,
+    payload = classic.encode_broadcast('u', '/admin', ['ev', 1], ROOMS, EXCEPT, FLAGS,
                                         emitter_order=emitter_order)
     uid, packet, opts = msgpack.unpackb(payload)
     assert opts == {'rooms': ROOMS, 'except': EXCEPT, 'flags': FLAGS}
     assert list(opts) == (['rooms', 'flags', 'except'] if emitter_order
                           else ['rooms', 'except', 'flags'])
-    message = protocol.decode_broadcast(payload)
+    message = classic.decode_broadcast(payload)
     assert (message.uid, message.nsp, message.data) == ('u', '/admin', ['ev', 1])
     assert (message.rooms, message.except_, message.flags) \
         == (('r1', 'r2'), tuple(EXCEPT), FLAGS)
@@ -186,7 +187,7 @@ def test_msgpack_maps_with_integer_keys_decode():
     # peer may use integers: the value still decodes instead of being refused
     payload = protocol.dumps_msgpack(['u', {'type': 2, 'data': ['ev', {1: 'one'}],
                                             'nsp': '/'}, {'rooms': [], 'except': []}])
-    message = protocol.decode_broadcast(payload)
+    message = classic.decode_broadcast(payload)
     assert message.data == ['ev', {1: 'one'}]
     assert protocol.loads_msgpack(msgpack.packb({2: 'x'})) == {2: 'x'}
 
