@@ -534,7 +534,7 @@ else:
     monkey.patch_all()
 import redis
 import socketio
-from sio_redis_sync import RedisManager, protocol
+from sio_redis_sync import RedisManager, classic
 
 manager = RedisManager(url, key=key, workers=2, max_queued=1000)
 sio = socketio.Server(async_mode=mode, client_manager=manager)
