@@ -223,6 +223,10 @@ _REQUEST_PARSERS = {
 }
 
 
+# the requests every server answers: they need an id to be answered
+_ASKING = frozenset((RequestType.SOCKETS, RequestType.ALL_ROOMS, RequestType.REMOTE_FETCH))
+
+
 def decode_request(payload: bytes) -> Request:
     """Decode a request (JSON or msgpack, by the first byte).
 
@@ -236,8 +240,12 @@ def decode_request(payload: bytes) -> Request:
             or kind not in _REQUEST_PARSERS:
         raise ProtocolError('unknown request type %s' % quote(kind))
     kind = RequestType(kind)
-    return Request(type=kind, uid=_optional_str(message, 'uid'),
-                   request_id=_optional_str(message, 'requestId'),
+    request_id = _optional_str(message, 'requestId')
+    if request_id is None and kind in _ASKING:
+        # an answer without an id reaches no one (Node's sharded adapter
+        # refuses such a FETCH_SOCKETS too)
+        raise ProtocolError('a %s request needs a string requestId' % kind.name)
+    return Request(type=kind, uid=_optional_str(message, 'uid'), request_id=request_id,
                    **_REQUEST_PARSERS[kind](message))
 
 

@@ -201,3 +201,31 @@ def test_user_rooms_of_str_and_int_are_taken():
     assert protocol.as_rooms(['a', 0, -2]) == ('a', 0, -2)
     assert protocol.as_rooms(0) == (0,)
     assert protocol.as_rooms('') == ('',)
+
+
+# ------------------------------------------------ requests that need an answer
+
+ASKING = {0: {'rooms': ['r']}, 1: {}, 5: {'opts': {'rooms': [], 'except': []}}}
+
+
+@pytest.mark.parametrize('kind', sorted(ASKING))
+@pytest.mark.parametrize('request_id', ['absent', None, 7, ['q']], ids=repr)
+def test_a_request_that_asks_for_an_answer_without_a_string_request_id_is_refused(
+        kind, request_id):
+    # the answer could reach no one, and our own listener would count it as a
+    # malformed response (found by test_fuzz_listener); Node's sharded
+    # FETCH_SOCKETS is refused the same way
+    message = {'type': kind, 'uid': 'u', **ASKING[kind]}
+    if request_id != 'absent':
+        message['requestId'] = request_id
+    with pytest.raises(ProtocolError, match='requestId'):
+        decode_request(_json(message))
+    message['requestId'] = 'q'
+    assert decode_request(_json(message)).request_id == 'q'
+
+
+@pytest.mark.parametrize('kind', [2, 3, 4, 6])
+def test_a_notification_needs_no_request_id(kind):
+    message = {'type': kind, 'uid': 'u', 'opts': {'rooms': [], 'except': []},
+               'rooms': ['j'], 'close': False, 'data': ['ev']}
+    assert decode_request(_json(message)).request_id is None
