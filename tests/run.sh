@@ -15,7 +15,9 @@ ensure_npm examples/flask_app
 trap 'kill ${BOOTSTRAP_REDIS_PID:-} 2>/dev/null || true' EXIT
 ensure_redis
 status=0
-.venv/bin/python -m pytest "$@" || status=$?
+# three pytest-xdist workers (PYTEST_WORKERS): the suite mostly waits on Redis,
+# servers and timeouts; a later -n in the arguments wins
+.venv/bin/python -m pytest -n "${PYTEST_WORKERS:-3}" "$@" || status=$?
 
 version=$(.venv/bin/python -c 'import sys; print("py%d%d" % sys.version_info[:2])')
 if [ -n "${CI:-}" ]; then
