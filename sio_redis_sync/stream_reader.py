@@ -116,7 +116,7 @@ class StreamReader:
         self.last_id = last_id
         #: how many times it has connected (more than 1: it reconnected)
         self.connections = 0
-        #: entries handed to ``callback``
+        #: entries read (handed to ``callback``, but those without fields)
         self.entries = 0
         #: entries ``callback`` refused with a ProtocolError, or without fields
         self.dropped_malformed = 0

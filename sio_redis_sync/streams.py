@@ -5,7 +5,9 @@ Pure: no I/O, no manager. Broadcasts, joins, leaves and disconnects are stream
 entries (``XADD <stream> MAXLEN ~ <max_len> * uid U nsp N type T data D``), read
 back by :mod:`sio_redis_sync.stream_reader`; requests go through Pub/Sub on
 ``K#N#`` and answers on ``K#N#<uid>#`` as msgpack envelopes ``{type, data, uid,
-nsp}`` (:mod:`sio_redis_sync.envelope`'s message types and data layouts).
+nsp}``: the sharded dialect's cluster protocol (:class:`ShardedDialect
+<sio_redis_sync.sharded.ShardedDialect>`, whose channels, answers and decoding
+of Pub/Sub messages it inherits).
 """
 import base64
 import binascii
@@ -13,9 +15,10 @@ import functools
 from typing import NamedTuple, Tuple
 
 from . import envelope, protocol
-from .envelope import MessageType, ShardedChannels
+from .envelope import MessageType
 from .exceptions import ProtocolError, SioRedisError
-from .protocol import EMITTER_UID, Ignored, Outgoing, Request, RequestType, Response, Subscriptions
+from .protocol import EMITTER_UID, Ignored, Outgoing, RequestType, Response
+from .sharded import ShardedDialect
 
 __all__ = ['StreamsDialect', 'StreamEntry', 'hash_code', 'stream_key']
 
@@ -194,29 +197,17 @@ _REQUESTS = {
     RequestType.BROADCAST: (MessageType.BROADCAST, lambda request: envelope.broadcast_data(
         request.data, request.rooms, request.except_, request.flags, request.request_id)),
 }
-# answer type -> the envelope type of the answer
-_ANSWERS = {
-    RequestType.REMOTE_FETCH: MessageType.FETCH_SOCKETS_RESPONSE,
-    RequestType.SERVER_SIDE_EMIT: MessageType.SERVER_SIDE_EMIT_RESPONSE,
-    RequestType.BROADCAST_CLIENT_COUNT: MessageType.BROADCAST_CLIENT_COUNT,
-    RequestType.BROADCAST_ACK: MessageType.BROADCAST_ACK,
-}
-# a response's classic type -> its envelope type (FETCH_SOCKETS_RESPONSE has none)
-_RESPONSE_NAMES = {
-    RequestType.SERVER_SIDE_EMIT: MessageType.SERVER_SIDE_EMIT_RESPONSE,
-    RequestType.BROADCAST_CLIENT_COUNT: MessageType.BROADCAST_CLIENT_COUNT,
-    RequestType.BROADCAST_ACK: MessageType.BROADCAST_ACK,
-}
 
 
-def _pubsub_envelope(kind, data, uid, nsp) -> bytes:
-    # Node (@msgpack/msgpack) sends every Pub/Sub message as msgpack
-    return protocol.dumps_msgpack({'type': int(kind), 'data': data, 'uid': uid, 'nsp': nsp})
-
-
-class StreamsDialect:
+class StreamsDialect(ShardedDialect):
     """The streams wire mode: Pub/Sub channels under the prefix ``key``
     (Node's ``channelPrefix``), streams named after ``stream_name``.
+
+    Its Pub/Sub part is the sharded dialect's cluster protocol in its
+    ``static`` subscription mode (``K#N#``, ``K#N#<uid>#``, no room
+    channels), every envelope msgpack; what differs is here: broadcasts,
+    joins, leaves and disconnects are :class:`StreamEntry` s, and stream
+    entries are decoded by :meth:`decode_entry`.
 
     :param subscription_mode: ignored (no room channels in this mode).
     :param emitter: lay messages out as ``@socket.io/redis-streams-emitter``
@@ -230,25 +221,19 @@ class StreamsDialect:
     :param use_sharded_pubsub: SPUBLISH/SSUBSCRIBE for the Pub/Sub part.
     """
     name = 'streams'
-    has_all_rooms = False
 
     def __init__(self, key=protocol.DEFAULT_KEY, subscription_mode=None, emitter=False,
                  stream_name=DEFAULT_STREAM_NAME, stream_count=DEFAULT_STREAM_COUNT,
                  max_len=DEFAULT_MAX_LEN, use_sharded_pubsub=False):
+        super().__init__(key, envelope.STATIC, emitter=emitter)
         if not isinstance(stream_name, str) or not stream_name:
             raise ValueError('stream_name must be a non-empty string, got %r' % (stream_name,))
-        self.key = key
-        self.emitter = emitter
         self.stream_name = stream_name
         self.stream_count = _positive(stream_count, 'stream_count')
         self.max_len = _positive(max_len, 'max_len')
         #: SPUBLISH/SSUBSCRIBE (True) or PUBLISH/SUBSCRIBE for the Pub/Sub part
         self.sharded = bool(use_sharded_pubsub)
-        self.channels = functools.lru_cache(maxsize=1024)(self._channels)
         self.stream_key = functools.lru_cache(maxsize=1024)(self._stream_key)
-
-    def _channels(self, nsp):
-        return ShardedChannels(self.key, nsp)
 
     def _stream_key(self, nsp):
         """The stream key of ``nsp`` (see :func:`stream_key`)."""
@@ -265,30 +250,11 @@ class StreamsDialect:
             keys = ['%s-%d' % (self.stream_name, n) for n in range(self.stream_count)]
         return list(dict.fromkeys(keys + [self.stream_key(nsp) for nsp in namespaces]))
 
-    # ------------------------------------------------------------ channels
-
-    def subscriptions(self, nsp, uid):
-        """``K#N#`` (requests) and ``K#N#<uid>#`` (answers to ``uid``)."""
-        channels = self.channels(nsp)
-        return Subscriptions(channels=(channels.main, channels.response_for(uid)))
-
-    def servers_channel(self, nsp):
-        """The channel whose subscribers are the servers of ``nsp``."""
-        return self.channels(nsp).main
-
-    def response_channels(self, nsp, uid):
-        """Where the answers to ``uid``'s requests come."""
-        return [self.channels(nsp).response_for(uid)]
-
-    def room_channel(self, nsp, room, is_local_sid):
-        """None: no room has a channel of its own."""
-        return None
-
-    def channel_room(self, nsp, channel):
-        """None: no room has a channel of its own."""
-        return None
-
     # ------------------------------------------------------------ encoding
+
+    def _envelope(self, kind, data, uid, nsp, emitter_order=False):
+        # Node (@msgpack/msgpack) sends every Pub/Sub message as msgpack
+        return protocol.dumps_msgpack({'type': int(kind), 'data': data, 'uid': uid, 'nsp': nsp})
 
     def _entry(self, nsp, kind, data, uid):
         return encode_entry(self.stream_key(nsp), self.max_len, kind, data, uid, nsp)
@@ -320,20 +286,8 @@ class StreamsDialect:
                 self.emitter or request.type != RequestType.SERVER_SIDE_EMIT):
             return self._entry(nsp, kind, data_of(request),
                                EMITTER_UID if self.emitter else uid)
-        return Outgoing(self.channels(nsp).main,
-                        _pubsub_envelope(kind, data_of(request), uid, nsp), None)
-
-    def encode_answer(self, nsp, uid, request, kind, value):
-        """The answer of type ``kind`` (see :meth:`ClassicDialect.encode_answer
-        <sio_redis_sync.classic.ClassicDialect.encode_answer>`) to
-        ``request``, on the requester's own channel."""
-        packets = None
-        if kind == RequestType.BROADCAST_ACK:  # value: every value of one ack
-            value, packets = protocol.ack_fields(value)
-        kind = _ANSWERS[kind]
-        data = envelope.response_data(kind, request.request_id, value, packets=packets)
-        return Outgoing(self.channels(nsp).response_for(request.uid),
-                        _pubsub_envelope(kind, data, uid, nsp), None)
+        return Outgoing(self.channels(nsp).main, self._envelope(kind, data_of(request), uid, nsp),
+                        None)
 
     def check_request(self, kind):
         """:raises sio_redis_sync.SioRedisError: for ALL_ROOMS."""
@@ -342,30 +296,6 @@ class StreamsDialect:
                                 'streams adapter has no such request')
 
     # ------------------------------------------------------------ decoding
-
-    def decode(self, nsp, channel, payload):
-        """What ``payload``, read on ``channel`` (``K#N#`` or ``K#N#<uid>#``),
-        is: a Request, a Response, or Ignored.
-
-        :raises sio_redis_sync.ProtocolError: if it is malformed.
-        """
-        message = envelope.decode_envelope(payload)
-        if message.nsp != nsp:
-            return Ignored('a message for %r on %r' % (message.nsp, channel), message.uid,
-                           message.type.name, message.nsp)
-        return message_of(message, channel)
-
-    def decode_answer(self, payload):
-        """An answer read on ``K#N#<uid>#``, as a Response (None for another
-        kind of message).
-
-        :raises sio_redis_sync.ProtocolError: if it is malformed.
-        """
-        message = envelope.decode_envelope(payload)
-        response = envelope.response_of(message)
-        if response is None:
-            return None
-        return Response(response['requestId'], response, message.uid)
 
     @staticmethod
     def entry_namespace(fields):
@@ -385,10 +315,13 @@ class StreamsDialect:
         leaves, disconnects; anything a peer put there), a Response, or
         Ignored (another namespace's, heartbeats of 0.2.x adapters).
 
+        :param nsp: the namespace :meth:`entry_namespace` read.
         :param fields: the entry's field -> value map (bytes), as XREAD
                        gives it.
         :param key: the stream it was read from, for messages.
-        :raises sio_redis_sync.ProtocolError: if it is malformed.
+        :raises sio_redis_sync.ProtocolError: if it is malformed (an entry
+            without ``nsp`` included: call :meth:`entry_namespace` first,
+            Node skips those silently).
         """
         message = decode_entry_envelope(fields)
         where = 'stream %r' % key
@@ -396,15 +329,3 @@ class StreamsDialect:
             return Ignored('an entry for %r in %s' % (message.nsp, where), message.uid,
                            message.type.name, message.nsp)
         return message_of(message, where)
-
-    def wire_name(self, message):
-        """The name of a decoded message's envelope type (what a monitor
-        shows): ``BROADCAST``, ``SOCKETS_JOIN``, ..., ``HEARTBEAT``."""
-        if isinstance(message, Request):
-            return _REQUESTS[message.type][0].name
-        if isinstance(message, Response):
-            return _RESPONSE_NAMES.get(message.body.get('type'),
-                                       MessageType.FETCH_SOCKETS_RESPONSE).name
-        if isinstance(message, Ignored):
-            return message.kind or 'IGNORED'
-        return MessageType.BROADCAST.name

@@ -206,6 +206,26 @@ def test_subscriptions_and_server_count_channel_are_nodes():
                                                               'socket.io#/admin#u1#')
     assert dialect.sharded is False
     assert StreamsDialect(KEY, use_sharded_pubsub=True).sharded is True
+    # no room has a channel of its own
+    assert dialect.room_channel('/', 'room1', False) is None
+    assert dialect.room_channel('/', 'room1', True) is None
+    assert dialect.channel_room('/', b'socket.io#/#room1#') is None
+
+
+def test_wire_names_are_the_envelope_types():
+    dialect = StreamsDialect(KEY)
+    names = []
+    for vector in CAPTURED:
+        if vector['command'] == 'PUBLISH':
+            payload = bytes.fromhex(vector['hex'])
+            names.append(dialect.wire_name(dialect.decode('/', b'', payload)))
+        elif vector['command'] == 'XADD':
+            fields = _fields(vector)
+            nsp = dialect.entry_namespace(fields)
+            names.append(dialect.wire_name(dialect.decode_entry(nsp, fields)))
+    assert set(names) == {'BROADCAST', 'SOCKETS_JOIN', 'SOCKETS_LEAVE', 'DISCONNECT_SOCKETS',
+                          'SERVER_SIDE_EMIT', 'SERVER_SIDE_EMIT_RESPONSE', 'FETCH_SOCKETS',
+                          'FETCH_SOCKETS_RESPONSE', 'BROADCAST_CLIENT_COUNT', 'BROADCAST_ACK'}
 
 
 def test_all_rooms_does_not_exist():
