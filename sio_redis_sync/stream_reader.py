@@ -27,8 +27,14 @@ _NO_ID = '0-0'
 
 
 def parse_id(entry_id):
-    """A stream id ``'<ms>-<seq>'`` as a tuple of ints, for comparisons."""
+    """A stream id ``'<ms>-<seq>'`` (or ``'<ms>'``) as a tuple of ints, for
+    comparisons.
+
+    :raises ValueError: if it is not one.
+    """
     ms, _, seq = entry_id.partition('-')
+    if not ms.isdigit() or not (seq or '0').isdigit():
+        raise ValueError('not a stream id: %r' % (entry_id,))
     return int(ms), int(seq or 0)
 
 
@@ -86,6 +92,7 @@ class StreamReader:
     :param block_ms: Node's ``blockTimeInMs``.
     :param read_count: Node's ``readCount``: entries per XREAD at most.
     :param last_id: read the entries after this id (default: only new ones).
+    :raises ValueError: if ``last_id`` is not a stream id ``<ms>-<seq>``.
     :param where: how log lines name the Redis server (no password in it).
     :param secrets: passwords to hide in the error texts it logs.
     """
@@ -93,6 +100,8 @@ class StreamReader:
     def __init__(self, connect, key, callback, block_ms=BLOCK_TIME_MS,
                  read_count=DEFAULT_READ_COUNT, health_check_timeout=HEALTH_CHECK_TIMEOUT,
                  last_id=None, log=None, where='Redis', secrets=()):
+        if last_id is not None:
+            parse_id(last_id)
         self._connect = connect
         self.key = key
         self._callback = callback

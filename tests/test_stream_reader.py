@@ -211,6 +211,18 @@ def test_a_stream_gone_while_disconnected_is_a_gap_then_read_from_its_start(
     assert reader.lost_entries == 0  # how many is not known
 
 
+def test_it_resumes_after_a_given_id_and_refuses_a_bad_one(module_redis, key):
+    stream, seen = key + '-stream', Seen()
+    with module_redis.client() as client:
+        ids = [client.xadd(stream, {'n': n}).decode() for n in range(3)]
+    with reading(StreamReader(_connector(module_redis, key), stream, seen, last_id=ids[0],
+                              health_check_timeout=HEALTH)):
+        seen.wait_for(lambda numbers: numbers == [1, 2])
+    for bad in ('$', '', '1-x', '-1', 'abc'):
+        with pytest.raises(ValueError):
+            StreamReader(None, stream, seen, last_id=bad)
+
+
 def test_stop_returns_promptly_during_a_blocked_read(module_redis, key):
     reader = StreamReader(_connector(module_redis, key), key + '-stream', Seen(),
                           block_ms=5000, health_check_timeout=HEALTH)
