@@ -1,0 +1,317 @@
+"""The reader of one Redis stream: one connection, and the loop that reads it.
+
+Owns that connection alone (no other thread touches it): reads the stream with
+``XREAD BLOCK`` from its last id, resumes from that id after every drop, tells
+when the stream was trimmed past it, and hands each entry ``(key, id, fields)``
+to one callback. Decodes nothing.
+"""
+import logging
+import threading
+import time
+
+import redis
+
+from .connection import redact
+from .exceptions import ProtocolError
+from .listener import BACKOFF_FIRST, BACKOFF_MAX, HEALTH_CHECK_TIMEOUT, LOG_EVERY, POLL_INTERVAL
+from .publisher import _checkout
+from .streams import BLOCK_TIME_MS, DEFAULT_READ_COUNT
+
+logger = logging.getLogger(__name__)
+
+#: a batch whose delivery took this many seconds makes the reader look for a
+#: gap before its next read (it may have fallen behind a trim)
+SLOW_BATCH = 1.0
+_REDIS_DOWN = (redis.RedisError, OSError)
+_NO_ID = '0-0'
+
+
+def parse_id(entry_id):
+    """A stream id ``'<ms>-<seq>'`` (or ``'<ms>'``) as a tuple of ints, for
+    comparisons.
+
+    :raises ValueError: if it is not one.
+    """
+    ms, _, seq = entry_id.partition('-')
+    if not ms.isdigit() or not (seq or '0').isdigit():
+        raise ValueError('not a stream id: %r' % (entry_id,))
+    return int(ms), int(seq or 0)
+
+
+def _text(value):
+    return value.decode('utf-8', 'replace') if isinstance(value, bytes) else str(value)
+
+
+def _pairs(flat):
+    """A RESP2 flat list of names and values (or a RESP3 map) as a dict."""
+    if isinstance(flat, dict):
+        return flat
+    return dict(zip(flat[::2], flat[1::2]))
+
+
+def _entries(reply):
+    """The ``(id, fields)`` of an XREAD reply for one stream (RESP2 or 3);
+    ``fields`` a dict of bytes, or None for an entry Redis gave no fields."""
+    if not reply:
+        return []
+    streams = reply.values() if isinstance(reply, dict) else [item[1] for item in reply]
+    return [(_text(entry_id), _pairs(fields) if isinstance(fields, (list, dict)) else None)
+            for entries in streams for entry_id, fields in entries]
+
+
+class StreamReader:
+    """Reads the stream ``key`` and passes every entry to ``callback``.
+
+    It starts where ``XREAD ... $`` would (the stream's last id, resolved once
+    on the first connection, so nothing added after it is missed), or after
+    ``last_id``, and keeps the id of the last entry it handed over: after any
+    drop (a killed client, a cut link, a Redis restart) it connects again
+    (after 0.05 s, then doubling up to 0.25 s) and goes on from that id.
+
+    A blocked ``XREAD`` is not silence: its answer is awaited ``block_ms``
+    plus ``health_check_timeout`` at most, then the link counts as dead.
+    Before resuming, and when it may have fallen behind (a full batch, a slow
+    one), it compares its last id with the stream's first entry: entries
+    trimmed (``MAXLEN``) before it read them are a gap, logged as a warning
+    and counted in :attr:`stream_gaps` (and their number in
+    :attr:`lost_entries` when Redis >= 7 tells how many entries were added).
+
+    :param connect: a callable returning a ``redis.Redis`` for the stream's
+                    server (called again after each drop, so it may follow a
+                    failover); the reader takes one connection of its pool
+                    while connected, and gives it back disconnected. Its
+                    socket timeout bounds the reading of an answer that has
+                    started to arrive.
+    :param key: the stream key (str).
+    :param callback: called as ``callback(key, entry_id, fields)`` with the
+                     key and id as str and ``fields`` a dict of bytes. A
+                     :class:`~sio_redis_sync.ProtocolError` it raises (a
+                     malformed entry) is one warning line, counted in
+                     :attr:`dropped_malformed`; any other exception is logged
+                     with its traceback; either way the loop goes on.
+    :param block_ms: Node's ``blockTimeInMs``.
+    :param read_count: Node's ``readCount``: entries per XREAD at most.
+    :param last_id: read the entries after this id (default: only new ones).
+    :raises ValueError: if ``last_id`` is not a stream id ``<ms>-<seq>``.
+    :param where: how log lines name the Redis server (no password in it).
+    :param secrets: passwords to hide in the error texts it logs.
+    """
+
+    def __init__(self, connect, key, callback, block_ms=BLOCK_TIME_MS,
+                 read_count=DEFAULT_READ_COUNT, health_check_timeout=HEALTH_CHECK_TIMEOUT,
+                 last_id=None, log=None, where='Redis', secrets=()):
+        if last_id is not None:
+            parse_id(last_id)
+        self._connect = connect
+        self.key = key
+        self._callback = callback
+        self._block_ms = block_ms
+        self._read_count = read_count
+        self._answer_within = block_ms / 1000 + health_check_timeout
+        self._log = log or logger
+        self._where = where
+        self._secrets = secrets
+        self._client = None
+        self._conn = None
+        self._check_due = False
+        # the number of the last entry read since the stream began (Redis >=
+        # 7's entries-added counts them), when known: how many a gap lost
+        self._ordinal = None
+        self._stop = threading.Event()
+        self.stopped = threading.Event()
+        #: set while connected, the start id resolved
+        self.ready = threading.Event()
+        #: the id of the last entry handed over (None until resolved)
+        self.last_id = last_id
+        #: how many times it has connected (more than 1: it reconnected)
+        self.connections = 0
+        #: entries read (handed to ``callback``, but those without fields)
+        self.entries = 0
+        #: entries ``callback`` refused with a ProtocolError, or without fields
+        self.dropped_malformed = 0
+        #: times entries were trimmed from the stream before it read them
+        self.stream_gaps = 0
+        #: how many entries those gaps lost, where Redis tells
+        self.lost_entries = 0
+
+    def stop(self):
+        """Ask the loop to end (within POLL_INTERVAL, even during a blocked
+        XREAD); it closes the connection on its way out."""
+        self._stop.set()
+
+    def run(self):
+        """The loop: run it as a background task; returns after :meth:`stop`."""
+        delay, failures, lost_at, logged_at = BACKOFF_FIRST, 0, None, None
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._step()
+                except Exception as exc:  # every failure, even a bug, reconnects
+                    now = time.monotonic()
+                    if lost_at is None:
+                        lost_at = now
+                    if logged_at is None or now - logged_at >= LOG_EVERY:
+                        self._log_lost(exc, failures, now - lost_at)
+                        logged_at = now
+                    failures += 1
+                    self._drop_connection()
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, BACKOFF_MAX)
+                    continue
+                if lost_at is not None:
+                    self._log.warning('stream %r on %s: reading again after %.1f s, from %s',
+                                      self.key, self._where, time.monotonic() - lost_at,
+                                      self.last_id)
+                    delay, failures, lost_at, logged_at = BACKOFF_FIRST, 0, None, None
+        finally:
+            self._drop_connection()
+            self.stopped.set()
+
+    def _log_lost(self, exc, failures, down_for):
+        if not isinstance(exc, _REDIS_DOWN):  # a bug, not Redis: say where
+            self._log.exception('unexpected error reading stream %r on %s; reconnecting',
+                                self.key, self._where)
+        elif failures:
+            self._log.warning('still no connection for stream %r to %s after %.0f s and %d '
+                              'attempts (%s: %s); retrying every %.1f s', self.key,
+                              self._where, down_for, failures, type(exc).__name__,
+                              self._text(exc), BACKOFF_MAX)
+        else:
+            self._log.warning('connection for stream %r to %s lost (%s: %s); reconnecting',
+                              self.key, self._where, type(exc).__name__, self._text(exc))
+
+    def _text(self, exc):
+        try:
+            return redact(str(exc), self._secrets)
+        except Exception:  # a hostile __str__ must not escape from here
+            return '<%s>' % type(exc).__name__
+
+    # ------------------------------------------------------------ one step
+
+    def _step(self):
+        if self._conn is None:
+            self._open()
+        if self._check_due:
+            self._check_gap()
+        entries = self._read()
+        if entries is None:  # stopping
+            return
+        started = time.monotonic()
+        for entry_id, fields in entries:
+            self._deliver(entry_id, fields)
+        self._check_due = len(entries) >= self._read_count or \
+            time.monotonic() - started > SLOW_BATCH
+
+    def _open(self):
+        self._client = self._connect()
+        self._conn = _checkout(self._client.connection_pool)
+        self._conn.connect()
+        self.connections += 1
+        if self.last_id is None:
+            self._resolve_start()
+        else:
+            self._check_due = True
+        self.ready.set()
+
+    def _command(self, *args):
+        self._conn.send_command(*args)
+        return self._conn.read_response()
+
+    def _info(self):
+        """XINFO STREAM as a dict with str names, or None if there is no stream."""
+        try:
+            reply = self._command('XINFO', 'STREAM', self.key)
+        except redis.ResponseError as exc:
+            if 'no such key' in str(exc).lower():
+                return None
+            raise
+        return {_text(name): value for name, value in _pairs(reply).items()}
+
+    def _resolve_start(self):
+        """``$``, once: the stream's last id (and its count of entries)."""
+        info = self._info()
+        if info is None:
+            self.last_id, self._ordinal = _NO_ID, 0
+        else:
+            self.last_id = _text(info['last-generated-id'])
+            self._ordinal = info.get('entries-added')
+
+    def _read(self):
+        """One ``XREAD BLOCK``: its entries, or None once stopping.
+
+        :raises redis.TimeoutError: if no answer came within ``block_ms``
+                                    plus ``health_check_timeout``.
+        """
+        self._conn.send_command('XREAD', 'BLOCK', self._block_ms, 'COUNT', self._read_count,
+                                'STREAMS', self.key, self.last_id)
+        deadline = time.monotonic() + self._answer_within
+        while not self._conn.can_read(timeout=POLL_INTERVAL):
+            if self._stop.is_set():
+                return None  # the connection, an answer pending, is dropped
+            if time.monotonic() > deadline:
+                raise redis.TimeoutError('no answer to XREAD BLOCK %d within %.1f s'
+                                         % (self._block_ms, self._answer_within))
+        return _entries(self._conn.read_response())
+
+    def _deliver(self, entry_id, fields):
+        self.last_id = entry_id
+        if self._ordinal is not None:
+            self._ordinal += 1
+        self.entries += 1
+        try:
+            if fields is None:
+                raise ProtocolError('an entry without fields')
+            self._callback(self.key, entry_id, fields)
+        except ProtocolError as exc:  # malformed input: one line, no traceback
+            self.dropped_malformed += 1
+            self._log.warning('dropped malformed entry %s of stream %r: %s', entry_id,
+                              self.key, self._text(exc))
+        except Exception as exc:  # a handler bug must not kill the reader
+            self._log.error('error handling entry %s of stream %r: %s: %s', entry_id,
+                            self.key, type(exc).__name__, self._text(exc), exc_info=exc)
+
+    # ------------------------------------------------------------ gaps
+
+    def _check_gap(self):
+        """Log and count the entries trimmed after :attr:`last_id` before
+        they were read: the stream's first entry is past it, and (Redis >= 7)
+        entries-added says some were there."""
+        self._check_due = False
+        info = self._info()
+        if info is None:
+            if self.last_id != _NO_ID:  # gone (deleted, or no persistence)
+                self._gap(None, 'the stream is gone')
+                self.last_id, self._ordinal = _NO_ID, 0
+            return
+        first = info.get('first-entry')
+        first_id = _text(first[0]) if first else None
+        added, length = info.get('entries-added'), info.get('length', 0)
+        lost = None
+        if added is not None and self._ordinal is not None and added >= self._ordinal:
+            lost = added - length - self._ordinal
+        if first_id is not None and parse_id(first_id) <= parse_id(self.last_id):
+            return  # what follows last_id is all there
+        if lost is not None:
+            if lost > 0:
+                self._gap(lost, 'trimmed up to %s' % first_id)
+        elif first_id is not None and self.last_id != _NO_ID:
+            self._gap(None, 'trimmed up to %s' % first_id)
+        if added is not None:
+            self._ordinal = added - length
+
+    def _gap(self, lost, why):
+        self.stream_gaps += 1
+        if lost is not None:
+            self.lost_entries += lost
+        self._log.warning('stream %r on %s: %s entries after %s were lost before they were '
+                          'read (%s; max_len too small for the delay?)', self.key,
+                          self._where, 'unknown number of' if lost is None else lost,
+                          self.last_id, why)
+
+    def _drop_connection(self):
+        self.ready.clear()
+        conn, client = self._conn, self._client
+        self._conn = self._client = None
+        if conn is not None:
+            conn.disconnect()  # an XREAD may be pending on it: never reused
+            client.connection_pool.release(conn)
