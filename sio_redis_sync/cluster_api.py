@@ -156,18 +156,15 @@ class ClusterAPI:
             kind, request_id, rooms, except_, **fields))
 
     def _send(self, message):
-        """Publish an :class:`~sio_redis_sync.protocol.Outgoing` made by the
-        dialect (see :meth:`_publish`)."""
-        return self._publish(message.channel, message.payload, message.channels)
-
-    def _publish(self, channel, payload, channels=None):
-        """PUBLISH within the deadline; a failure is counted, logged with its
-        cause, and raised as PublishError. With the namespace's ``channels``,
-        a message that missed a server subscribing again after an outage
-        raises PartialDelivery."""
-        sent = self._publisher.publish(channel, payload, channels)
+        """Send what the dialect made (an
+        :class:`~sio_redis_sync.protocol.Outgoing`, or a stream entry in
+        streams mode) within the deadline; a failure is counted, logged with
+        its cause, and raised as PublishError. With the namespace's
+        ``channels``, a message that missed a server subscribing again after
+        an outage raises PartialDelivery."""
+        sent = self._publisher.send(message)
         if self._legacy is not None:
-            self._legacy.mirror(channel, payload)
+            self._legacy.mirror(message.channel, message.payload)
         return sent
 
     # ------------------------------------------------ python-socketio API

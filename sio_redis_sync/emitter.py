@@ -328,6 +328,16 @@ class Emitter(Targets):
                               room's own channel, as the servers do).
     :param cluster: sharded mode: ``url_or_client`` is a node of a Redis
                     Cluster (a URL is needed then).
+    :param stream_name: ``mode='streams'``, for servers in streams mode (Node's
+                        ``@socket.io/redis-streams-adapter``): broadcasts and
+                        room changes are XADDed to the stream of their
+                        namespace (``emit`` returns the entry's id), requests
+                        published as in sharded mode; ``stream_name``,
+                        ``stream_count``, ``max_len`` and
+                        ``use_sharded_pubsub`` must be the servers'.
+    :param stream_count: streams mode: see ``stream_name``.
+    :param max_len: streams mode: see ``stream_name``.
+    :param use_sharded_pubsub: streams mode: see ``stream_name``.
     """
 
     def __init__(self, url_or_client='redis://localhost:6379/0',
@@ -335,9 +345,12 @@ class Emitter(Targets):
                  max_connections=connection.MAX_CONNECTIONS,
                  publish_timeout=connection.PUBLISH_TIMEOUT,
                  publish_retries=connection.PUBLISH_RETRIES, mode='classic',
-                 subscription_mode=envelope.DYNAMIC, cluster=False):
+                 subscription_mode=envelope.DYNAMIC, cluster=False, stream_name=None,
+                 stream_count=None, max_len=None, use_sharded_pubsub=None):
         #: what every call becomes on the wire
-        self.dialect = new_dialect(mode, key, subscription_mode, emitter=True)
+        self.dialect = new_dialect(mode, key, subscription_mode, emitter=True,
+                                   stream_name=stream_name, stream_count=stream_count,
+                                   max_len=max_len, use_sharded_pubsub=use_sharded_pubsub)
         envelope.check_mode(subscription_mode)  # classic mode too, as always
         self.mode = mode
         self.subscription_mode = subscription_mode
@@ -368,13 +381,15 @@ class Emitter(Targets):
         return Answers(url_or_client.pubsub, dialect, keep=False)
 
     def send(self, message):
-        """Publish an :class:`~sio_redis_sync.protocol.Outgoing` of
-        :attr:`dialect` (with the delivery check when it has channels).
+        """Send what :attr:`dialect` made: PUBLISH an
+        :class:`~sio_redis_sync.protocol.Outgoing` (with the delivery check
+        when it has channels), XADD a stream entry (streams mode).
 
-        :return: how many Redis subscribers received it.
+        :return: how many Redis subscribers received it; in streams mode, a
+                 stream entry's id.
         :raises sio_redis_sync.PublishError: if Redis refused it.
         """
-        return self._publisher.publish(message.channel, message.payload, message.channels)
+        return self._publisher.send(message)
 
     def send_many(self, messages):
         """Publish each :class:`~sio_redis_sync.protocol.Outgoing`, in order,

@@ -98,6 +98,28 @@ class RemoteMessages:
             self._log.warning('dropped a malformed message on %r: %s',
                               channel, exc)
 
+    def _on_entry(self, key, entry_id, fields):
+        """Every entry a stream reader reads (streams mode): skipped if its
+        namespace is not served here (as Node does) or it is this server's
+        own, else decoded by the dialect and dispatched as a message.
+
+        :raises ProtocolError: if it is malformed or larger than
+                               ``max_message_size`` (the reader logs, counts
+                               and drops it).
+        """
+        self._last_message = time.monotonic()
+        nsp = self._dialect.entry_namespace(fields)
+        if nsp is None or not self._routes.serves(nsp):
+            return
+        if self.max_message_size is not None:
+            size = sum(len(value) for value in fields.values() if isinstance(value, bytes))
+            if size > self.max_message_size:
+                raise ProtocolError('%d bytes: larger than max_message_size (%d)'
+                                    % (size, self.max_message_size))
+        message = self._dialect.decode_entry(nsp, fields, key)
+        if message.uid != self.uid:  # else this server's own
+            self._handlers[type(message)](nsp, message)
+
     def _handle(self, namespace, message):
         """Act on a decoded message (a Broadcast, Request, Response or
         Ignored) of ``namespace``; the legacy bridge's way in too."""

@@ -12,14 +12,16 @@ import threading
 import time
 import weakref
 
-from . import connection, envelope, listener, protocol, redis_cluster
+from . import connection, envelope, listener, protocol, redis_cluster, streams
 from . import worker as workers_
 from .cluster_api import PRIVATE_HEADERS, READY_TIMEOUT, ClusterAPI
 from .handlers import RemoteMessages, _ack_ttl  # noqa: F401 (tests read _ack_ttl here)
 from .legacy import LegacyBridge
+from .health import Health
 from .local import LocalClients
 from .requests import PendingRequests
 from .routes import Routes
+from .stream_reader import StreamReaders
 from .modes import new_dialect
 
 # the documented default (module loggers are its children, by __name__)
@@ -36,6 +38,7 @@ ACK_TTL = 60.0
 #: the values of ``mode``
 CLASSIC = 'classic'
 SHARDED = 'sharded'
+STREAMS = 'streams'
 
 
 def _check_monkey_patched(async_mode):
@@ -71,14 +74,22 @@ def _header_filter(handshake_headers):
     return (True, frozenset(name.lower() for name in handshake_headers))
 
 
-def _dialect(mode, key, subscription_mode, cluster, legacy_channel):
+def _dialect(mode, key, subscription_mode, cluster, legacy_channel, stream_options):
     """The dialect of ``mode``, refusing the options it cannot have."""
     if mode == CLASSIC and cluster:
         raise ValueError("a Redis Cluster needs mode='sharded'")
-    if mode == SHARDED and legacy_channel is not None:
+    if mode == STREAMS and cluster:
+        raise ValueError("mode='streams' does not run on a Redis Cluster yet: use a "
+                         "standalone Redis (or Sentinel), or mode='sharded'")
+    if mode != CLASSIC and legacy_channel is not None:
         raise ValueError("legacy_channel needs mode='classic': "
                          "python-socketio's queue is classic Pub/Sub")
-    return new_dialect(mode, key, subscription_mode)
+    read_count = stream_options.pop('read_count')
+    if read_count is not None and mode != STREAMS:
+        raise ValueError("read_count needs mode='streams'")
+    if read_count is not None and (not isinstance(read_count, int) or read_count < 1):
+        raise ValueError('read_count must be an integer >= 1, got %r' % (read_count,))
+    return new_dialect(mode, key, subscription_mode, **stream_options)
 
 
 def _renew_after_fork(after_fork):
@@ -93,7 +104,7 @@ def _renew_after_fork(after_fork):
         os.register_at_fork(after_in_child=renew)
 
 
-class RedisManager(ClusterAPI, RemoteMessages, LocalClients):
+class RedisManager(Health, ClusterAPI, RemoteMessages, LocalClients):
     """A client manager that joins servers into one Socket.IO cluster through
     Redis, speaking the wire protocol of Node's ``@socket.io/redis-adapter``.
 
@@ -124,9 +135,25 @@ class RedisManager(ClusterAPI, RemoteMessages, LocalClients):
     :param mode: ``'classic'`` (default: Node's ``createAdapter``,
                  PUBLISH/PSUBSCRIBE, any Redis) or ``'sharded'`` (Node's
                  ``createShardedAdapter``: SPUBLISH/SSUBSCRIBE, Redis >= 7,
-                 standalone or Redis Cluster). Every server of a namespace
-                 must use the same mode; :meth:`initialize` refuses sharded
-                 mode on Redis < 7 with an error naming the version.
+                 standalone or Redis Cluster) or ``'streams'`` (Node's
+                 ``@socket.io/redis-streams-adapter``: broadcasts and room
+                 changes go through a Redis stream that each server reads
+                 from its last id, so a server that reconnects misses
+                 nothing still in the stream; Redis >= 5, not on a Redis
+                 Cluster yet). Every server of a namespace must use the same
+                 mode; :meth:`initialize` refuses sharded mode on Redis < 7
+                 with an error naming the version.
+    :param stream_name: streams mode: the stream's name (Node's
+                        ``streamName``, default ``socket.io``).
+    :param stream_count: streams mode: how many streams the namespaces are
+                         spread over (Node's ``streamCount``, default 1).
+    :param max_len: streams mode: each stream's approximate cap (``XADD
+                    MAXLEN ~``; Node's ``maxLen``, default 10000): what a
+                    server can catch up on after an outage.
+    :param read_count: streams mode: entries per ``XREAD`` at most (Node's
+                       ``readCount``, default 100).
+    :param use_sharded_pubsub: streams mode: requests and answers through
+                               sharded Pub/Sub (SPUBLISH, Redis >= 7).
     :param subscription_mode: sharded mode only: ``'dynamic'`` (default),
                               ``'dynamic-private'`` or ``'static'``, Node's
                               ``subscriptionMode`` (the same on every
@@ -217,9 +244,14 @@ class RedisManager(ClusterAPI, RemoteMessages, LocalClients):
                  mode=CLASSIC, subscription_mode=envelope.DYNAMIC,
                  cluster=False, legacy_channel=None, legacy_mirror=True,
                  workers=workers_.WORKERS, max_queued=workers_.MAX_QUEUED,
-                 handshake_headers=None):
+                 handshake_headers=None, stream_name=None, stream_count=None,
+                 max_len=None, read_count=None, use_sharded_pubsub=None):
         header_filter = _header_filter(handshake_headers)
-        self._dialect = _dialect(mode, key, subscription_mode, cluster, legacy_channel)
+        self._dialect = _dialect(mode, key, subscription_mode, cluster, legacy_channel, dict(
+            stream_name=stream_name, stream_count=stream_count, max_len=max_len,
+            use_sharded_pubsub=use_sharded_pubsub, read_count=read_count))
+        #: streams mode: entries read per XREAD at most (Node's ``readCount``)
+        self.read_count = read_count or streams.DEFAULT_READ_COUNT
         self.logger = logger
         self._log = logger or default_logger
         super().__init__(header_filter, ack_ttl, self._log)
@@ -250,8 +282,8 @@ class RedisManager(ClusterAPI, RemoteMessages, LocalClients):
             timeout=publish_timeout, retries=publish_retries, log=self._log,
             sleep=lambda seconds: (self.server.sleep if self.server is not None
                                    else time.sleep)(seconds))
-        self._subscriber = None  # the listener's client, made by the listener
-        self._listener = None
+        # the listener, its client (made by the listener), the stream readers
+        self._listener = self._subscriber = self._readers = None
         self._routes = Routes(self._dialect)
         self._pending = PendingRequests()
         self._server_handlers = {}  # (namespace, event) -> handler
@@ -295,7 +327,7 @@ class RedisManager(ClusterAPI, RemoteMessages, LocalClients):
         self.uid = self.host_id = secrets.token_urlsafe(9)
         self._lock = threading.RLock()
         self._lifecycle = threading.RLock()
-        self._listener = self._subscriber = None
+        self._listener = self._subscriber = self._readers = None
         if self._legacy is not None:
             self._legacy.after_fork()
         self._routes.after_fork()
@@ -335,12 +367,12 @@ class RedisManager(ClusterAPI, RemoteMessages, LocalClients):
                 self._subscribe(namespace)
             if self._legacy is not None:
                 listener_.subscribe(channels=[self._legacy.channel])
-            if self.server is not None:
-                self.server.start_background_task(listener_.run)
-            else:
-                threading.Thread(target=listener_.run, daemon=True).start()
+            self._spawn(listener_.run)
+            if self.mode == STREAMS:
+                self._readers = self._new_readers()
+                self._readers.read(self._dialect.stream_keys(self._known_namespaces()))
             if not listener_.settled.wait(READY_TIMEOUT) or \
-                    not listener_.ready.is_set():
+                    not listener_.ready.is_set() or not self._streams_ready():
                 self._log.warning('not subscribed to Redis yet; other servers '
                                   'cannot reach this one until it is')
 
@@ -355,7 +387,10 @@ class RedisManager(ClusterAPI, RemoteMessages, LocalClients):
             self._closed = True
             with self._lock:
                 listener_, self._listener = self._listener, None
+                readers, self._readers = self._readers, None
                 self._routes.clear()
+            if readers is not None:
+                readers.stop(timeout)
             if listener_ is not None:
                 listener_.stop()
                 listener_.stopped.wait(timeout)
@@ -365,81 +400,17 @@ class RedisManager(ClusterAPI, RemoteMessages, LocalClients):
                 subscriber.connection_pool.disconnect()
             self._publisher.close()
 
-    @property
-    def ready(self):
-        """True while every subscription of this server is confirmed."""
-        return self._listener is not None and self._listener.ready.is_set()
-
-    @property
-    def publish_failures(self):
-        """Publishes that failed (each one also raised to its caller)."""
-        return self._publisher.failures
-
-    def stats(self):
-        """Counters and health of this server's Redis side, as a dict:
-
-        - ``published``, ``publish_failures``: publishes that succeeded and
-          that raised :class:`~sio_redis_sync.PublishError`;
-          ``partial_deliveries``: those that raised
-          :class:`~sio_redis_sync.PartialDelivery` (a server was subscribing
-          again after an outage);
-        - ``received``: messages read from Redis for this server;
-          ``dropped_malformed``: those dropped as malformed or too large;
-        - ``reconnects``: times the listener reconnected after a loss;
-        - ``last_message_age``: seconds since the last message received
-          (None before the first);
-        - ``subscribed``: every subscription confirmed (see :attr:`ready`);
-          ``channels``, ``patterns``: the subscriptions;
-        - ``connections_opened``: connections opened to Redis so far,
-          publisher pool and listener together (also given apart as
-          ``publisher_connections_opened`` and
-          ``subscriber_connections_opened``); ``max_connections``: the
-          publisher pool's cap;
-        - ``pending_acks``: callbacks waiting for a client's ack (of this
-          server's clients, for any server); ``pending_requests``: requests
-          of this server waiting for other servers' answers or acks;
-        - ``tasks_queued``: work from Redis waiting for the worker;
-          ``tasks_dropped``: work dropped because the queue was full (see
-          ``max_queued``) or the manager closed;
-        - ``legacy_mirror_failures``: legacy mirror writes that failed after
-          the real publish succeeded (see ``legacy_mirror``).
-        """
-        publisher = self._publisher
-        subscriber = self._subscriber
-        sub_opened = subscriber.connection_pool.connections_opened \
-            if subscriber is not None else 0
-        pub_opened = publisher.connections_opened or 0
-        return {
-            'published': publisher.published,
-            'publish_failures': publisher.failures,
-            'partial_deliveries': publisher.partial_deliveries,
-            **self._listener_stats(),
-            'connections_opened': pub_opened + sub_opened,
-            'publisher_connections_opened': pub_opened,
-            'subscriber_connections_opened': sub_opened,
-            'max_connections': publisher.max_connections,
-            'pending_acks': self._pending_acks(),
-            'pending_requests': len(self._pending),
-            'tasks_queued': self._worker.queued,
-            'tasks_dropped': self._worker.dropped,
-            'legacy_mirror_failures': self._legacy.mirror_failures
-            if self._legacy is not None else 0,
-        }
-
-    def _listener_stats(self):
-        listener_ = self._listener
-        channels, patterns = listener_.subscriptions() if listener_ else ([], [])
-        last = self._last_message
-        return {
-            'received': self._received,
-            'dropped_malformed': self._dropped_malformed,
-            'reconnects': max(listener_.connections - 1, 0) if listener_ else 0,
-            'last_message_age': None if last is None
-            else time.monotonic() - last,
-            'subscribed': self.ready,
-            'channels': channels,
-            'patterns': patterns,
-        }
+    def _new_readers(self):
+        """The stream readers of streams mode, each with a connection of its
+        own, reading entries into :meth:`_on_entry`."""
+        def connect(key):
+            return connection.subscriber_client(self.url, self.redis_options,
+                                                self.health_check_timeout)
+        return StreamReaders(connect, self._spawn, callback=self._on_entry,
+                             read_count=self.read_count,
+                             health_check_timeout=self.health_check_timeout, log=self._log,
+                             where=connection.redact(self.url),
+                             secrets=connection.secrets(self.url, self.redis_options))
 
     def _new_listener(self):
         health = dict(health_check_interval=self.health_check_interval,
@@ -493,6 +464,9 @@ class RedisManager(ClusterAPI, RemoteMessages, LocalClients):
         if listener_ is None or not self._routes.add_namespace(listener_, namespace,
                                                                self.uid):
             return
+        readers = self._readers
+        if readers is not None:  # a namespace of a stream not read yet (Node's quirk)
+            readers.read([self._dialect.stream_key(namespace)])
         with self._lock:
             rooms = list(self.rooms.get(namespace, ()))
         for room in rooms:

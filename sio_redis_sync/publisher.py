@@ -16,6 +16,7 @@ import redis
 from . import connection
 from .delivery import OUTAGE_WINDOW, DeliveryCheck
 from .exceptions import PartialDelivery, PublishError
+from .streams import StreamEntry
 from .answers import PUBLISH_ERRORS, numsub, shardnumsub
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def _wants_command_name(pool_class):
         parameter.default is inspect.Parameter.empty
 
 
-def _checkout(pool):
+def checkout(pool):
     if _wants_command_name(type(pool)):
         return pool.get_connection('PUBLISH')
     return pool.get_connection()
@@ -167,82 +168,118 @@ class Publisher:
         :raises sio_redis_sync.PartialDelivery: when it reached fewer
             servers than usual because some were subscribing again.
         """
+        receivers = self._run(channel, (self.command, channel, payload))
+        if channels is not None:
+            self._check_delivery(channels, channel, receivers)
+        return receivers
+
+    def add(self, entry):
+        """XADD a stream entry (streams mode's
+        :class:`~sio_redis_sync.streams.StreamEntry`), with the deadline,
+        retries and errors of :meth:`publish`.
+
+        :return: the new entry's id (str).
+        """
+        entry_id = self._run(entry.key, entry.command())
+        return entry_id.decode('ascii') if isinstance(entry_id, bytes) else entry_id
+
+    def send(self, message):
+        """Send what a dialect made: an :class:`~sio_redis_sync.protocol.
+        Outgoing` is published (:meth:`publish`), a stream entry added
+        (:meth:`add`)."""
+        if isinstance(message, StreamEntry):
+            return self.add(message)
+        return self.publish(message.channel, message.payload, message.channels)
+
+    def _run(self, where, command):
+        """Send ``command`` within the deadline, trying again while it was
+        not sent; its reply."""
         started = time.monotonic()
         deadline = started + self.timeout
         delay, attempts = RETRY_DELAY, 0
         while True:
             attempts += 1
             try:
-                if self._closed:  # also for subclasses' own _publish_once
+                if self._closed:  # also for subclasses' own _send_once
                     raise PublisherClosed()
-                receivers = self._publish_once(channel, payload)
+                reply = self._send_once(command)
             except PublisherClosed as exc:
-                self._refuse(channel, exc)
+                self._refuse(where, exc)
             except _NotSent as exc:
                 self._failed_at = time.monotonic()
                 if (self.retries is not None and attempts > self.retries) or \
                         time.monotonic() + delay >= deadline:
-                    self._fail(channel, exc.cause, attempts, started)
+                    self._fail(where, exc.cause, attempts, started)
                 self.sleep(delay)
                 delay *= 2
                 continue
             except PUBLISH_ERRORS as exc:
-                self._fail(channel, exc, attempts, started)
+                self._fail(where, exc, attempts, started)
             with self._lock:
                 self.published += 1
-            if channels is not None:
-                self._check_delivery(channels, channel, receivers)
-            return receivers
+            return reply
 
     def publish_many(self, messages):
-        """PUBLISH every ``(channel, payload, channels)`` of ``messages``, in
-        order, in one round trip on one connection of the pool (the commands
-        are packed here). Not retried: a batch half-sent cannot be told apart
+        """Send every message a dialect made (see :meth:`send`), in order,
+        in one round trip on one connection of the pool (the commands are
+        packed here). Not retried: a batch half-sent cannot be told apart
         from one half-delivered.
 
-        :return: how many subscribers received each message.
+        :return: what each message got: how many subscribers received it, or
+                 a stream entry's id.
         :raises sio_redis_sync.PublishError: for the first message Redis
             refused (after reading every reply), or if the connection failed.
         :raises sio_redis_sync.PartialDelivery: see :meth:`publish`.
         """
         started = time.monotonic()
+        first = messages[0].channel
         try:
             conn = self._take()
         except PublisherClosed as exc:
-            self._refuse(messages[0][0], exc)
+            self._refuse(first, exc)
         except PUBLISH_ERRORS as exc:
-            self._fail(messages[0][0], exc, 1, started)
+            self._fail(first, exc, 1, started)
         refused = None
         try:
-            encode = conn.encoder.encode
-            parts = []
-            for channel, payload, _ in messages:
-                name = encode(channel)
-                parts.append(b'%s$%d\r\n%s\r\n$%d\r\n' % (
-                    self._head, len(name), name, len(payload)))
-                parts.append(payload)
-                parts.append(b'\r\n')
-            conn.send_packed_command([b''.join(parts)], check_health=False)
+            conn.send_packed_command([b''.join(self._pack(conn, messages))],
+                                     check_health=False)
             results = []
-            for channel, _, _ in messages:
+            for message in messages:
                 try:
                     results.append(conn.read_response())
                 except redis.ResponseError as exc:
                     results.append(exc)
-                    refused = refused or (channel, exc)
+                    refused = refused or (message.channel, exc)
         except PUBLISH_ERRORS as exc:
             conn.disconnect()
-            self._fail(messages[0][0], exc, 1, started)
+            self._fail(first, exc, 1, started)
         finally:
             self._give_back(conn)
         if refused is not None:
             self._fail(refused[0], refused[1], 1, started)
         with self._lock:
             self.published += len(messages)
-        for (channel, _, channels), receivers in zip(messages, results):
-            if channels is not None:
-                self._check_delivery(channels, channel, receivers)
+        for at, message in enumerate(messages):
+            if isinstance(message, StreamEntry):
+                results[at] = results[at].decode('ascii')
+            elif message.channels is not None:
+                self._check_delivery(message.channels, message.channel, results[at])
         return results
+
+    def _pack(self, conn, messages):
+        """The RESP bytes of ``messages`` (PUBLISH packed by hand: the hot path)."""
+        encode = conn.encoder.encode
+        parts = []
+        for message in messages:
+            if isinstance(message, StreamEntry):
+                parts.extend(conn.pack_command(*message.command()))
+                continue
+            name, payload = encode(message.channel), message.payload
+            parts.append(b'%s$%d\r\n%s\r\n$%d\r\n' % (
+                self._head, len(name), name, len(payload)))
+            parts.append(payload)
+            parts.append(b'\r\n')
+        return parts
 
     def _check_delivery(self, channels, channel, receivers):
         if self._closed:
@@ -274,7 +311,7 @@ class Publisher:
         """
         if self._closed:
             raise PublisherClosed()
-        conn = _checkout(self.client.connection_pool)
+        conn = checkout(self.client.connection_pool)
         with self._lock:
             if not self._closed:
                 self._in_use.add(conn)
@@ -290,14 +327,14 @@ class Publisher:
             conn.disconnect()  # close() left it to this publish
         self.client.connection_pool.release(conn)
 
-    def _publish_once(self, channel, payload):
+    def _send_once(self, command):
         try:
             conn = self._take()
         except PUBLISH_ERRORS as exc:
             raise _NotSent(exc) from exc
         try:
             try:
-                conn.send_command(self.command, channel, payload)
+                conn.send_command(*command)
             except PUBLISH_ERRORS as exc:
                 conn.disconnect()
                 raise _NotSent(exc) from exc

@@ -122,17 +122,18 @@ class ClusterPublisher(Publisher):
             raise PublishError(channel, exc) from exc
         return shardnumsub(client, channel, target_nodes=node)
 
-    def _publish_once(self, channel, payload):
+    def _send_once(self, command):
+        # the cluster client sends it to the master of its key's slot
+        # (SPUBLISH's channel, XADD's stream)
         try:
-            return self.client.spublish(channel, payload)
+            return self.client.execute_command(*command)
         except _CLUSTER_RETRY as exc:
             raise _NotSent(exc) from exc
 
     def publish_many(self, messages):
         """Publish each ``(channel, payload, channels)`` in order (one
         SPUBLISH each: their slots may live on different masters)."""
-        return [self.publish(channel, payload, channels)
-                for channel, payload, channels in messages]
+        return [self.send(message) for message in messages]
 
     @property
     def max_connections(self):

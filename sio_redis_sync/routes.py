@@ -23,6 +23,12 @@ class Routes:
         # one of them (a room named like this server's uid has the channel of
         # its answers, in sharded mode) never subscribes or unsubscribes it
         self._fixed = set()
+        self._served = set()   # the namespaces subscribed
+
+    def serves(self, nsp):
+        """True if ``nsp`` is subscribed (streams mode reads the entries of
+        these namespaces only)."""
+        return nsp in self._served
 
     def namespace_of(self, channel, pattern):
         """The namespace whose subscription delivered the message, or None."""
@@ -41,6 +47,7 @@ class Routes:
             for name in names:
                 self._namespaces[name.encode('utf-8')] = nsp
                 self._fixed.add(name.encode('utf-8'))
+            self._served.add(nsp)
         listener.subscribe(channels=list(wanted.channels), patterns=list(wanted.patterns))
         return True
 
@@ -81,6 +88,7 @@ class Routes:
             self._namespaces.clear()
             self._rooms.clear()
             self._fixed.clear()
+            self._served.clear()
 
     def after_fork(self):
         """In a forked child: a new lock, nothing subscribed."""
@@ -88,3 +96,4 @@ class Routes:
         self._namespaces = {}
         self._rooms = {}
         self._fixed = set()
+        self._served = set()

@@ -14,7 +14,7 @@ import redis
 from .connection import redact
 from .exceptions import ProtocolError
 from .listener import BACKOFF_FIRST, BACKOFF_MAX, HEALTH_CHECK_TIMEOUT, LOG_EVERY, POLL_INTERVAL
-from .publisher import _checkout
+from .publisher import checkout
 from .streams import BLOCK_TIME_MS, DEFAULT_READ_COUNT
 
 logger = logging.getLogger(__name__)
@@ -204,7 +204,7 @@ class StreamReader:
 
     def _open(self):
         self._client = self._connect()
-        self._conn = _checkout(self._client.connection_pool)
+        self._conn = checkout(self._client.connection_pool)
         self._conn.connect()
         self.connections += 1
         if self.last_id is None:
@@ -315,3 +315,78 @@ class StreamReader:
         if conn is not None:
             conn.disconnect()  # an XREAD may be pending on it: never reused
             client.connection_pool.release(conn)
+
+
+class StreamReaders:
+    """The readers of a streams-mode server: one :class:`StreamReader` per
+    stream key, each run as a task of its own, all handing their entries to
+    one callback. Owns nothing else; a key once read is read until
+    :meth:`stop`.
+
+    :param connect: ``connect(key)`` -> a ``redis.Redis`` for the server
+                    holding ``key`` (called at each connection).
+    :param start: ``start(function)`` runs ``function`` as a task (the
+                  server's kind: a thread or a green thread).
+    :param options: the :class:`StreamReader` options (``callback``,
+                    ``read_count``, ``health_check_timeout``, ``log``,
+                    ``where``, ``secrets``).
+    """
+
+    def __init__(self, connect, start, **options):
+        self._connect = connect
+        self._start = start
+        self._options = options
+        self._lock = threading.Lock()
+        self._readers = {}   # key -> StreamReader
+
+    def read(self, keys):
+        """Start reading each of ``keys`` not read yet (from its current end)."""
+        new = []
+        with self._lock:
+            for key in keys:
+                if key not in self._readers:
+                    reader = StreamReader(lambda key=key: self._connect(key), key,
+                                          **self._options)
+                    self._readers[key] = reader
+                    new.append(reader)
+        for reader in new:
+            self._start(reader.run)
+
+    def _all(self):
+        with self._lock:
+            return list(self._readers.values())
+
+    def wait_ready(self, timeout):
+        """Wait until every reader has connected and knows where it starts
+        (at most ``timeout`` seconds in all); True if they all have."""
+        deadline = time.monotonic() + timeout
+        return all(reader.ready.wait(max(deadline - time.monotonic(), 0))
+                   for reader in self._all())
+
+    @property
+    def ready(self):
+        """True while every reader is connected."""
+        return all(reader.ready.is_set() for reader in self._all())
+
+    def stop(self, timeout):
+        """Stop every reader and wait (``timeout`` seconds in all) for them."""
+        readers = self._all()
+        for reader in readers:
+            reader.stop()
+        deadline = time.monotonic() + timeout
+        for reader in readers:
+            reader.stopped.wait(max(deadline - time.monotonic(), 0))
+
+    def stats(self):
+        """``stream_entries`` read, ``stream_gaps`` and ``stream_lost_entries``
+        (entries trimmed before they were read, where known),
+        ``stream_reconnects``, ``stream_dropped`` (malformed entries), and
+        ``streams``: each key's last id read."""
+        readers = self._all()
+        return {'stream_entries': sum(reader.entries for reader in readers),
+                'stream_gaps': sum(reader.stream_gaps for reader in readers),
+                'stream_lost_entries': sum(reader.lost_entries for reader in readers),
+                'stream_reconnects': sum(max(reader.connections - 1, 0)
+                                         for reader in readers),
+                'stream_dropped': sum(reader.dropped_malformed for reader in readers),
+                'streams': {reader.key: reader.last_id for reader in readers}}

@@ -13,6 +13,7 @@ from sio_redis_sync.protocol import (Broadcast, Ignored, Request, RequestType as
                                      Response, loads_auto, new_request)
 from sio_redis_sync.routes import Routes
 from sio_redis_sync.sharded import ShardedDialect
+from sio_redis_sync.streams import StreamsDialect
 
 NSP = '/chat'
 
@@ -426,7 +427,8 @@ def test_routes_clear_and_after_fork_forget_the_rooms():
 # ---------------------------------------------------------------- modes
 
 def test_mode_names():
-    assert DIALECTS == {'classic': ClassicDialect, 'sharded': ShardedDialect}
+    assert DIALECTS == {'classic': ClassicDialect, 'sharded': ShardedDialect,
+                        'streams': StreamsDialect}
     classic = new_dialect('classic', 'K', 'static')
     assert type(classic) is ClassicDialect and classic.key == 'K' and not classic.emitter
     sharded = new_dialect('sharded', 'K', 'dynamic-private', emitter=True)
@@ -436,3 +438,14 @@ def test_mode_names():
     for mode in ('Classic', 'cluster', None):
         with pytest.raises(ValueError, match="'classic' or 'sharded'"):
             new_dialect(mode, 'K', 'static')
+
+
+def test_stream_options_need_streams_mode():
+    streams = new_dialect('streams', 'K', None, stream_name='S', stream_count=3, max_len=50)
+    assert type(streams) is StreamsDialect
+    assert (streams.stream_name, streams.stream_count, streams.max_len) == ('S', 3, 50)
+    assert new_dialect('streams', 'K', None).stream_name == 'socket.io'  # Node's default
+    for mode in ('classic', 'sharded'):
+        with pytest.raises(ValueError, match="stream_count need mode='streams'"):
+            new_dialect(mode, 'K', 'dynamic', stream_count=2)
+        assert new_dialect(mode, 'K', 'dynamic', stream_count=None).name == mode

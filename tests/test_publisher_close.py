@@ -11,6 +11,7 @@ import pytest
 
 from sio_redis_sync import Emitter, PublishError
 from sio_redis_sync.publisher import Publisher
+from sio_redis_sync.protocol import Outgoing
 
 THREADS = 4
 ROUNDS = 200
@@ -99,7 +100,7 @@ def test_after_close_every_publish_raises_publish_error(redis_url, key):
     assert publisher.publish(key + '#/#', b'x') == 0
     publisher.close()
     for call in (lambda: publisher.publish(key + '#/#', b'x'),
-                 lambda: publisher.publish_many([(key + '#/#', b'x', None)]),
+                 lambda: publisher.publish_many([Outgoing(key + '#/#', b'x')]),
                  lambda: publisher.numsub(key + '#/#')):
         with pytest.raises(PublishError, match='publisher was closed'):
             call()

@@ -23,7 +23,7 @@ from rig import PyClient, PyServer, wait_until
 from sio_redis_sync import Emitter, PublishError, RedisManager
 from sio_redis_sync.connection import redact
 from sio_redis_sync.listener import Listener
-from sio_redis_sync.publisher import _checkout
+from sio_redis_sync.publisher import checkout
 
 FAST_HEALTH = {'health_check_interval': 0.5, 'health_check_timeout': 1.0}
 
@@ -161,7 +161,7 @@ def test_a_full_pool_makes_the_caller_wait_then_raise(module_redis):
     emitter = Emitter(module_redis.url, max_connections=1, publish_timeout=0.5)
     emitter.emit('warm')
     pool = emitter.redis.connection_pool
-    held = _checkout(pool)  # the only connection, taken away
+    held = checkout(pool)  # the only connection, taken away
     try:
         started = time.monotonic()
         with pytest.raises(PublishError, match='No connection available'):
