@@ -338,6 +338,9 @@ class Emitter(Targets):
     :param stream_count: streams mode: see ``stream_name``.
     :param max_len: streams mode: see ``stream_name``.
     :param use_sharded_pubsub: streams mode: see ``stream_name``.
+    :param read_count: accepted in streams mode, so that one dict of options
+                       serves the servers and the emitter; an emitter reads
+                       no stream.
     """
 
     def __init__(self, url_or_client='redis://localhost:6379/0',
@@ -346,7 +349,9 @@ class Emitter(Targets):
                  publish_timeout=connection.PUBLISH_TIMEOUT,
                  publish_retries=connection.PUBLISH_RETRIES, mode='classic',
                  subscription_mode=envelope.DYNAMIC, cluster=False, stream_name=None,
-                 stream_count=None, max_len=None, use_sharded_pubsub=None):
+                 stream_count=None, max_len=None, use_sharded_pubsub=None, read_count=None):
+        if read_count is not None and mode != 'streams':
+            raise ValueError("read_count needs mode='streams'")
         #: what every call becomes on the wire
         self.dialect = new_dialect(mode, key, subscription_mode, emitter=True,
                                    stream_name=stream_name, stream_count=stream_count,
