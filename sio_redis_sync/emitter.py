@@ -359,8 +359,9 @@ class Emitter(Targets):
         envelope.check_mode(subscription_mode)  # classic mode too, as always
         self.mode = mode
         self.subscription_mode = subscription_mode
-        if cluster and (mode != 'sharded' or not isinstance(url_or_client, str)):
-            raise ValueError("a Redis Cluster needs mode='sharded' and a URL")
+        if cluster and (not self.dialect.sharded or not isinstance(url_or_client, str)):
+            raise ValueError("a Redis Cluster needs mode='sharded' (or 'streams' with "
+                             "use_sharded_pubsub=True) and a URL")
         self._publisher = new_publisher(url_or_client, redis_options, self.dialect.sharded,
                                         cluster, max_connections=max_connections,
                                         timeout=publish_timeout, retries=publish_retries)

@@ -78,9 +78,9 @@ def _dialect(mode, key, subscription_mode, cluster, legacy_channel, stream_optio
     """The dialect of ``mode``, refusing the options it cannot have."""
     if mode == CLASSIC and cluster:
         raise ValueError("a Redis Cluster needs mode='sharded'")
-    if mode == STREAMS and cluster:
-        raise ValueError("mode='streams' does not run on a Redis Cluster yet: use a "
-                         "standalone Redis (or Sentinel), or mode='sharded'")
+    if mode == STREAMS and cluster and not stream_options.get('use_sharded_pubsub'):
+        raise ValueError("on a Redis Cluster, mode='streams' needs use_sharded_pubsub=True "
+                         "(its requests and answers go through the masters of their slots)")
     if mode != CLASSIC and legacy_channel is not None:
         raise ValueError("legacy_channel needs mode='classic': "
                          "python-socketio's queue is classic Pub/Sub")
@@ -403,9 +403,19 @@ class RedisManager(Health, ClusterAPI, RemoteMessages, LocalClients):
     def _new_readers(self):
         """The stream readers of streams mode, each with a connection of its
         own, reading entries into :meth:`_on_entry`."""
-        def connect(key):
-            return connection.subscriber_client(self.url, self.redis_options,
-                                                self.health_check_timeout)
+        if self.cluster:
+            connected = set()   # keys read before: reconnecting, read the slot map again
+
+            def connect(key):
+                client = redis_cluster.stream_node_client(
+                    self._publisher.client, self.url, self.redis_options,
+                    self.health_check_timeout, key, key in connected)
+                connected.add(key)
+                return client
+        else:
+            def connect(key):
+                return connection.subscriber_client(self.url, self.redis_options,
+                                                    self.health_check_timeout)
         return StreamReaders(connect, self._spawn, callback=self._on_entry,
                              read_count=self.read_count,
                              health_check_timeout=self.health_check_timeout, log=self._log,

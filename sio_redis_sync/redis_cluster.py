@@ -206,6 +206,20 @@ def node_client(url, options, host, port, timeout):
     return redis.Redis.from_url(_node_url(url, host, port), **options)
 
 
+def stream_node_client(cluster, url, options, timeout, key, refresh):
+    """A client of the master that holds the stream ``key`` (streams mode on
+    a Redis Cluster), for one stream reader.
+
+    :param cluster: a ``RedisCluster`` that knows the slot map.
+    :param refresh: read the slot map again first (the reader is
+                    reconnecting: its master may have failed over).
+    """
+    if refresh:
+        cluster.nodes_manager.initialize()
+    node = cluster.get_node_from_key(key)
+    return node_client(url, options, node.host, node.port, timeout)
+
+
 def check_url_node(url, options, timeout):
     """:func:`check_server` on the cluster node ``url`` names."""
     address = urllib.parse.urlsplit(url)
