@@ -22,6 +22,7 @@ PINNED = {
     'socket.io-client': '4.8.4',
     '@socket.io/redis-adapter': '8.3.0',
     '@socket.io/redis-emitter': '5.1.0',
+    '@socket.io/redis-streams-adapter': '0.3.1',
     'redis': '4.7.1',
 }
 NODE_HINT = ('install Node with "apt-get install nodejs npm", then the '
@@ -186,21 +187,28 @@ class _NodeProcess:
 
 
 class NodeServer(_NodeProcess):
-    """``server.js``: Socket.IO + @socket.io/redis-adapter on a free port."""
+    """``server.js``: Socket.IO + @socket.io/redis-adapter on a free port, or
+    (``mode='streams'``) + @socket.io/redis-streams-adapter."""
 
     script = 'server.js'
     name = 'node-server'
     exits_on_eof = False     # stop() sends SIGTERM (stdin EOF is only a safety net)
 
     def __init__(self, redis_url, key, ready_timeout=20.0, requests_timeout=5.0,
-                 mode='classic', subscription_mode='dynamic', cluster=False):
+                 mode='classic', subscription_mode='dynamic', cluster=False,
+                 namespaces=('/', '/admin'), **stream_options):
         # mode='sharded': createShardedAdapter with ``subscription_mode``, on
         # a standalone Redis 7 or (``cluster``) a Redis Cluster node-redis
-        # reaches through ``createCluster``
+        # reaches through ``createCluster``.
+        # mode='streams': createAdapter of the streams adapter, channelPrefix
+        # ``key``, with ``stream_options`` in the Python spelling (stream_name,
+        # stream_count, max_len, read_count, use_sharded_pubsub)
         super().__init__('--redis', redis_url, '--key', key, '--port', 0,
                          '--requests-timeout', int(requests_timeout * 1000),
                          '--mode', mode, '--subscription-mode', subscription_mode,
-                         '--cluster', 'yes' if cluster else 'no')
+                         '--cluster', 'yes' if cluster else 'no',
+                         '--namespaces', ','.join(namespaces),
+                         *_stream_flags(mode, stream_options))
         try:
             line = self.wait(self._ready_line, ready_timeout, 'READY <port>')
         except AssertionError:
@@ -214,6 +222,25 @@ class NodeServer(_NodeProcess):
             if isinstance(line, str) and line.startswith('READY '):
                 return line
         return None
+
+
+_STREAM_FLAGS = {'stream_name': '--stream-name', 'stream_count': '--stream-count',
+                 'max_len': '--max-len', 'read_count': '--read-count'}
+
+
+def _stream_flags(mode, options):
+    """server.js flags of the streams adapter's options (Python spelling)."""
+    if options and mode != 'streams':
+        raise TypeError('%s need mode=\'streams\'' % ', '.join(sorted(options)))
+    flags = []
+    for name, value in options.items():
+        if name == 'use_sharded_pubsub':
+            flags += ['--sharded-pubsub', 'yes' if value else 'no']
+        elif name in _STREAM_FLAGS:
+            flags += [_STREAM_FLAGS[name], value]
+        else:
+            raise TypeError('unknown stream option %r' % name)
+    return flags
 
 
 class NodeClient(_NodeProcess):

@@ -1,21 +1,25 @@
 // A real Socket.IO 4.8.4 server on @socket.io/redis-adapter 8.3.0 (node-redis v4),
-// driven by its clients' `ctl` events; prints `READY <port>` once subscribed and
-// exits on SIGTERM or when stdin closes.
+// or (`--mode streams`, standalone Redis) on @socket.io/redis-streams-adapter 0.3.1,
+// driven by its clients' `ctl` events; prints `READY <port>` once subscribed (and,
+// in streams mode, once every stream reader has sent its first XREAD) and exits on
+// SIGTERM or when stdin closes.
 "use strict";
 
 const http = require("http");
+const crypto = require("crypto");
 const { Server } = require("socket.io");
 const { createAdapter, createShardedAdapter } = require("@socket.io/redis-adapter");
+const { createAdapter: createStreamsAdapter } = require("@socket.io/redis-streams-adapter");
 const { createCluster } = require("redis");
 const { connectRedis, parseFlags, decodeBin, encodeBin } = require("./wire");
 
-const NAMESPACES = ["/", "/admin"];
+const flags = parseFlags(process.argv.slice(2), ["redis", "key"]);
+// --namespaces "/,/admin" (the default): the namespaces served, each with the ctl handlers
+const NAMESPACES = (flags.namespaces || "/,/admin").split(",").filter((n) => n !== "");
 // Per namespace the adapter SUBSCRIBEs request, response and its own response
 // channel, and PSUBSCRIBEs the broadcast pattern.
 const SUBS_PER_NSP = 3;
 const PSUBS_PER_NSP = 1;
-
-const flags = parseFlags(process.argv.slice(2), ["redis", "key"]);
 const serverSideEmits = new Map(NAMESPACES.map((n) => [n, []]));
 
 function roomsOf(handshake) {
@@ -204,15 +208,68 @@ async function waitShardSubscribed(io, pub, deadlineMs) {
   }
 }
 
-async function main() {
+/** The options of createAdapter of @socket.io/redis-streams-adapter, from the flags. */
+function streamsOptions() {
+  const opts = {
+    channelPrefix: flags.key,
+    streamName: flags["stream-name"] || "socket.io",
+    useShardedPubSub: flags["sharded-pubsub"] === "yes",
+  };
+  for (const [flag, name] of [["stream-count", "streamCount"], ["max-len", "maxLen"],
+    ["read-count", "readCount"]]) {
+    if (flags[flag] !== undefined) opts[name] = Number(flags[flag]);
+  }
+  return opts;
+}
+
+/**
+ * Streams mode: poll until every namespace's private channel has its
+ * subscriber and each of the adapter's stream readers (the clients named
+ * `readerName`, duplicates of `pub`) is in XREAD. The readers start from `$`:
+ * an entry added before a reader's first XREAD would never reach it.
+ */
+async function waitStreamsReady(io, probe, readerName, deadlineMs) {
+  const opts = streamsOptions();
+  const readers = opts.streamCount || 1;
+  const command = opts.useShardedPubSub ? "SHARDNUMSUB" : "NUMSUB";
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
+    let done = true;
+    for (const name of NAMESPACES) {
+      const channel = `${flags.key}#${name}#${io.of(name).adapter.uid}#`;
+      const reply = await probe.sendCommand(["PUBSUB", command, channel]);
+      if (Number(reply[1]) < 1) done = false;
+    }
+    const list = await probe.sendCommand(["CLIENT", "LIST", "TYPE", "normal"]);
+    const reading = list.split("\n").filter(
+      (line) => line.includes(` name=${readerName} `) && / cmd=xread /.test(line));
+    if (reading.length < readers) done = false;
+    if (done) return;
+    if (Date.now() > deadline) {
+      throw new Error(`streams adapter not ready: ${reading.length} of ${readers} readers`);
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** The adapter of --mode (classic, sharded or streams) on the clients it needs. */
+async function makeAdapter(connect) {
+  if (flags.mode === "streams") {
+    // the adapter duplicates `pub` (name included) for its subscriber and readers
+    const readerName = `sio-node-streams-${crypto.randomBytes(6).toString("hex")}`;
+    const [pub, probe] = await Promise.all([
+      connectRedis(flags.redis, "pub", { name: readerName }),
+      connectRedis(flags.redis, "probe"),
+    ]);
+    const adapter = createStreamsAdapter(pub, streamsOptions());
+    return { pub, sub: null, probe, adapter,
+      ready: (io) => waitStreamsReady(io, probe, readerName, 15000) };
+  }
   const sharded = flags.mode === "sharded";
-  const connect = flags.cluster === "yes" ? connectCluster : connectRedis;
   const [pub, sub, probe] = await Promise.all(
     ["pub", "sub", "probe"].map((role) => connect(flags.redis, role)),
   );
   const subId = sharded ? null : await sub.clientId();
-
-  const httpServer = http.createServer();
   // --mode sharded: createShardedAdapter with --subscription-mode (classic otherwise)
   const adapter = sharded
     ? createShardedAdapter(pub, sub, {
@@ -223,6 +280,18 @@ async function main() {
       key: flags.key,
       requestsTimeout: Number(flags["requests-timeout"] || 5000),
     });
+  const ready = sharded
+    ? (io) => waitShardSubscribed(io, pub, 15000)
+    : () => waitSubscribed(probe, subId, 15000);
+  return { pub, sub, probe, adapter, ready };
+}
+
+async function main() {
+  const connect = flags.cluster === "yes" ? connectCluster : connectRedis;
+  const { pub, sub, probe, adapter, ready } = await makeAdapter(connect);
+
+  const httpServer = http.createServer();
+  // connectionStateRecovery stays off: no entry id is appended to broadcasts
   const io = new Server(httpServer, { adapter });
   for (const name of NAMESPACES) {
     const nsp = io.of(name);
@@ -231,8 +300,7 @@ async function main() {
     nsp.on("connection", (socket) => onConnection(io, pub, socket));
   }
   const port = await listen(httpServer, Number(flags.port || 0));
-  if (sharded) await waitShardSubscribed(io, pub, 15000);
-  else await waitSubscribed(probe, subId, 15000);
+  await ready(io);
   await probe.quit();
 
   process.on("SIGTERM", () => shutdown(io, pub, sub));
@@ -247,7 +315,7 @@ function shutdown(io, pub, sub) {
   if (stopping) return;
   stopping = true;
   io.close(() => {
-    Promise.all([pub.quit(), sub.quit()]).then(
+    Promise.all([pub, sub].filter((c) => c !== null).map((c) => c.quit())).then(
       () => process.exit(0),
       (err) => {
         console.error("redis quit failed:", err);

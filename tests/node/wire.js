@@ -86,11 +86,13 @@ function readJsonLines(handle, onClose) {
 /**
  * A connected node-redis v4 client. A failed first connection rejects (instead
  * of node-redis' endless retries) so a wrong URL fails the peer at once; once
- * connected, the client reconnects as usual.
+ * connected, the client reconnects as usual. `options` are more createClient
+ * options (a `name`, for example).
  */
-async function connectRedis(url, role) {
+async function connectRedis(url, role, options = {}) {
   let connected = false;
   const client = createClient({
+    ...options,
     url,
     socket: {
       reconnectStrategy: (retries, cause) => (connected ? Math.min(retries * 50, 500) : cause),
