@@ -200,6 +200,9 @@ class ClusterAPI:
         skip = protocol.as_rooms(skip_sid)
         data = [event] + protocol.as_args(data)
         targets = self._select(namespace, rooms, skip)
+        if callback is None and self._recovery is not None and not kwargs.get('ignore_queue'):
+            self._emit_recoverable(namespace, data, rooms, skip, targets)
+            return
         if kwargs.get('ignore_queue') or self._all_local_sids(namespace, rooms):
             self._deliver(namespace, data, targets, callback)
             return
@@ -225,6 +228,13 @@ class ClusterAPI:
             if callback is not None:
                 self._pending.discard(request_id)
             raise
+
+    def _emit_recoverable(self, namespace, data, rooms, skip, targets):
+        """With connection state recovery: into the stream first, as Node
+        does; the entry's id goes to every client as its offset."""
+        offset = self._send(self._dialect.encode_broadcast(namespace, self.uid, data,
+                                                           rooms, skip))
+        self._deliver(namespace, data + [offset], targets)
 
     def _listen_for_responses(self, namespace):
         """Make sure answers from other servers can reach this manager.

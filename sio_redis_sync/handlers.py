@@ -118,7 +118,11 @@ class RemoteMessages:
                                     % (size, self.max_message_size))
         message = self._dialect.decode_entry(nsp, fields, key)
         if message.uid != self.uid:  # else this server's own
-            self._handlers[type(message)](nsp, message)
+            self._handlers[type(message)](nsp, self._with_offset(message, entry_id))
+
+    def _with_offset(self, message, entry_id):
+        """``message`` as local clients get it (see StateRecovery)."""
+        return message
 
     def _handle(self, namespace, message):
         """Act on a decoded message (a Broadcast, Request, Response or

@@ -4,6 +4,7 @@ python-socketio: checked against 5.8.0 (the declared floor), 5.9.0 and 5.18.1
 (installed); redis-py: 5.0.1 (the floor) and 8.1.0 (installed). Each function
 says what it reads and since when it exists.
 """
+import bidict
 from engineio import packet as eio_packet
 
 
@@ -58,3 +59,41 @@ def register_connect_callback(connection, callback):
     register = getattr(connection, 'register_connect_callback', None) or \
         connection._register_connect_callback
     register(callback)
+
+
+def wrap_method(server, name, wrap, eio_event=None):
+    """Replace the server's method ``name`` by ``wrap(original)``, once per
+    server: ``_send_packet(eio_sid, packet)`` and
+    ``_handle_eio_disconnect(eio_sid, reason)`` (5.12.0 to 5.18.1: the
+    disconnect reason arrived in 5.12), for connection state recovery.
+
+    :param eio_event: the Engine.IO event the method handles: the server
+                      registered the bound method at its construction, so
+                      the wrapper is registered again (``eio.on``, public).
+    :return: False if the server has no such method (then nothing changed).
+    """
+    original = getattr(server, name, None)
+    if original is None or getattr(original, 'sio_redis_sync', False):
+        return original is not None
+    wrapped = wrap(original)
+    wrapped.sio_redis_sync = True
+    setattr(server, name, wrapped)
+    if eio_event is not None:
+        server.eio.on(eio_event, wrapped)
+    return True
+
+
+def pre_connect_with_sid(manager, eio_sid, namespace, sid):
+    """python-socketio's ``BaseManager.pre_connect`` with a given ``sid``
+    (a recovered socket keeps its id): its body in 5.12.0 to 5.18.1, where
+    ``pending_connect`` is a dict of lists.
+
+    :return: ``sid``, or None if it is connected already.
+    """
+    try:
+        manager.basic_enter_room(sid, namespace, None, eio_sid=eio_sid)
+    except bidict.DuplicationError:  # connected already
+        return None
+    manager.basic_enter_room(sid, namespace, sid, eio_sid=eio_sid)
+    manager.pending_connect.setdefault(namespace, []).append(sid)
+    return sid

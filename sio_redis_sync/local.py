@@ -74,6 +74,7 @@ class LocalClients(socketio.Manager):
         # python-socketio keeps no client's auth payload; Node's handshake has
         # it, so note it while the connection is being accepted
         internals.wrap_handle_connect(server, self._noting_auth)
+        self._hook_recovery(server)
 
     def _noting_auth(self, original):
         @functools.wraps(original)
@@ -81,10 +82,21 @@ class LocalClients(socketio.Manager):
             key = (eio_sid, namespace or '/')
             self._auth[key] = data
             try:
+                self._before_connect(eio_sid, namespace or '/', data)
                 return original(eio_sid, namespace, data)
             finally:
                 self._auth.pop(key, None)
+                self._after_connect(eio_sid, namespace or '/')
         return handle_connect
+
+    def _hook_recovery(self, server):
+        """Connection state recovery's seams (StateRecovery's)."""
+
+    def _before_connect(self, eio_sid, namespace, auth):
+        """A client's CONNECT to ``namespace`` is about to be handled."""
+
+    def _after_connect(self, eio_sid, namespace):
+        """A client's CONNECT was handled (accepted or refused)."""
 
     # hooks of the listening side (RedisManager's)
     def _subscribe(self, namespace):

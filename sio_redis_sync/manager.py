@@ -21,6 +21,7 @@ from .health import Health
 from .local import LocalClients
 from .requests import PendingRequests
 from .routes import Routes
+from .state_recovery import StateRecovery
 from .stream_reader import StreamReaders
 from .modes import new_dialect
 
@@ -104,7 +105,7 @@ def _renew_after_fork(after_fork):
         os.register_at_fork(after_in_child=renew)
 
 
-class RedisManager(Health, ClusterAPI, RemoteMessages, LocalClients):
+class RedisManager(Health, ClusterAPI, StateRecovery, RemoteMessages, LocalClients):
     """A client manager that joins servers into one Socket.IO cluster through
     Redis, speaking the wire protocol of Node's ``@socket.io/redis-adapter``.
 
@@ -245,7 +246,8 @@ class RedisManager(Health, ClusterAPI, RemoteMessages, LocalClients):
                  cluster=False, legacy_channel=None, legacy_mirror=True,
                  workers=workers_.WORKERS, max_queued=workers_.MAX_QUEUED,
                  handshake_headers=None, stream_name=None, stream_count=None,
-                 max_len=None, read_count=None, use_sharded_pubsub=None):
+                 max_len=None, read_count=None, use_sharded_pubsub=None,
+                 connection_state_recovery=None):
         header_filter = _header_filter(handshake_headers)
         self._dialect = _dialect(mode, key, subscription_mode, cluster, legacy_channel, dict(
             stream_name=stream_name, stream_count=stream_count, max_len=max_len,
@@ -255,10 +257,7 @@ class RedisManager(Health, ClusterAPI, RemoteMessages, LocalClients):
         self.logger = logger
         self._log = logger or default_logger
         super().__init__(header_filter, ack_ttl, self._log)
-        self.mode = mode
-        self.cluster = cluster
-        self.url = url
-        self.key = key
+        self.mode, self.cluster, self.url, self.key = mode, cluster, url, key
         self.write_only = write_only
         self.redis_options = dict(redis_options or {})
         self.redis_options['decode_responses'] = False
@@ -288,6 +287,7 @@ class RedisManager(Health, ClusterAPI, RemoteMessages, LocalClients):
         self._pending = PendingRequests()
         self._server_handlers = {}  # (namespace, event) -> handler
         self._init_handlers()
+        self._init_recovery(connection_state_recovery, mode == STREAMS)
         self._legacy = None if legacy_channel is None else LegacyBridge(
             self, legacy_channel, legacy_mirror, self._log,
             handle=self._handle, deliver_event=self._deliver_event,
@@ -371,6 +371,7 @@ class RedisManager(Health, ClusterAPI, RemoteMessages, LocalClients):
             if self.mode == STREAMS:
                 self._readers = self._new_readers()
                 self._readers.read(self._dialect.stream_keys(self._known_namespaces()))
+                self._start_recovery()
             if not listener_.settled.wait(READY_TIMEOUT) or \
                     not listener_.ready.is_set() or not self._streams_ready():
                 self._log.warning('not subscribed to Redis yet; other servers '
@@ -384,6 +385,8 @@ class RedisManager(Health, ClusterAPI, RemoteMessages, LocalClients):
         Nothing listens again until :meth:`initialize` is called.
         """
         with self._lifecycle:
+            self._save_all_sessions()  # connection state recovery: as Node at shutdown
+            self._stop_recovery()
             self._closed = True
             with self._lock:
                 listener_, self._listener = self._listener, None

@@ -1,0 +1,277 @@
+"""StateRecovery: Socket.IO connection state recovery for the manager
+(streams mode): pids, sessions kept in Redis, recovered sockets, missed packets.
+
+A base of :class:`~sio_redis_sync.RedisManager`, before LocalClients: it hooks
+the connect (pre_connect, the CONNECT packet's ``pid``) and the disconnect of
+each socket; the codec and the Redis calls are :mod:`sio_redis_sync.recovery`'s.
+"""
+import threading
+import time
+
+from socketio import packet as sio_packet
+
+from . import internals, recovery
+from .exceptions import ProtocolError, PublishError, SioRedisError
+from .protocol import Broadcast
+
+#: how often the sessions of connected sockets are written again, as a share
+#: of max_disconnection_duration (their expiry): a crashed server's clients
+#: find their session for at least the remaining 3/4 of it
+REFRESH_SHARE = 0.25
+#: how often room changes and new sockets are written (seconds)
+FLUSH_INTERVAL = 0.5
+
+
+class StateRecovery:
+    """What it uses of its host: the server (``server``), the dialect
+    (``_dialect``), the publisher's client (``_publisher``), the worker
+    (``_submit``), the lock and rooms of LocalClients, the logger."""
+
+    def _init_recovery(self, option, streams):
+        if option and not streams:
+            raise ValueError("connection_state_recovery needs mode='streams'")
+        self._recovery = recovery.options_of(option)
+        self._pids = {}         # (namespace, sid) -> pid
+        self._recovering = {}   # (eio_sid, namespace) -> session, while connecting
+        self._recovered = set()  # (namespace, sid) recovered at its last connect
+        self._leaving = {}      # eio_sid -> disconnect reason, while disconnecting
+        self._dirty = set()     # (namespace, sid) whose session must be written
+        self._dirty_lock = threading.Lock()
+        self._sessions = None
+        self._refresher = None
+
+    def recovered(self, sid, namespace='/'):
+        """True if the socket ``sid`` got its previous session back when it
+        connected (connection state recovery: same sid, rooms and session
+        data, and the packets it missed); readable from the connect
+        handler on. python-socketio has no ``socket.recovered``: this is it."""
+        return (namespace or '/', sid) in self._recovered
+
+    # ------------------------------------------------------------ seams
+
+    def _hook_recovery(self, server):
+        """Wrap the two server methods recovery needs; refuse loudly if this
+        python-socketio lacks them."""
+        if self._recovery is None:
+            return
+        ok = internals.wrap_method(server, '_send_packet', self._adding_pid) and \
+            internals.wrap_method(server, '_handle_eio_disconnect', self._noting_reason,
+                                  eio_event='disconnect')
+        if not ok:
+            raise SioRedisError('connection_state_recovery needs python-socketio >= 5.12 '
+                                '(Server._send_packet and _handle_eio_disconnect)')
+
+    def _adding_pid(self, original):
+        def send_packet(eio_sid, pkt):
+            data = pkt.data
+            if pkt.packet_type == sio_packet.CONNECT and isinstance(data, dict) and \
+                    'sid' in data:
+                pid = self._pids.get((pkt.namespace or '/', data['sid']))
+                if pid is not None:
+                    pkt.data = dict(data, pid=pid)
+            return original(eio_sid, pkt)
+        return send_packet
+
+    def _noting_reason(self, original):
+        def handle_eio_disconnect(eio_sid, reason=None):
+            self._leaving[eio_sid] = reason
+            try:
+                return original(eio_sid, reason)
+            finally:
+                self._leaving.pop(eio_sid, None)
+        return handle_eio_disconnect
+
+    # ------------------------------------------------------------ connect
+
+    def _before_connect(self, eio_sid, namespace, auth):
+        """A client's CONNECT with ``{pid, offset}`` in its auth: take its
+        session (once) and what it missed, for :meth:`pre_connect`."""
+        if self._recovery is None or not isinstance(auth, dict):
+            return
+        pid, offset = auth.get('pid'), auth.get('offset')
+        if pid is None or not recovery.valid_offset(offset) or self._sessions is None:
+            return
+        try:
+            session = self._sessions.take(pid)
+            if session is None:
+                return
+            entries = self._sessions.entries_after(self._dialect.stream_key(namespace), offset)
+        except (PublishError, ProtocolError) as exc:
+            self._log.warning('connection state recovery failed (%s): a new session', exc)
+            return
+        if entries is None:
+            self._log.info('offset no longer in the stream: a new session')
+            return
+        session['missed'] = self._missed(namespace, session['rooms'], entries)
+        self._recovering[(eio_sid, namespace)] = session
+
+    def _missed(self, namespace, rooms, entries):
+        """The event data (offset appended) of the broadcasts in ``entries``
+        that a socket in ``rooms`` was a target of."""
+        missed = []
+        for entry_id, fields in entries:
+            try:
+                if self._dialect.entry_namespace(fields) != namespace:
+                    continue
+                message = self._dialect.decode_entry(namespace, fields)
+            except ProtocolError:
+                continue
+            if isinstance(message, Broadcast) and \
+                    recovery.includes(rooms, message.rooms, message.except_):
+                missed.append(message.data + [entry_id.decode('ascii')])
+        return missed
+
+    def pre_connect(self, eio_sid, namespace):
+        session = self._recovering.get((eio_sid, namespace))
+        sid = None
+        if session is not None:
+            with self._lock:
+                sid = internals.pre_connect_with_sid(self, eio_sid, namespace, session['sid'])
+                if sid is not None:
+                    for room in session['rooms']:
+                        if room != sid:
+                            self.basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+            if sid is None:  # that sid is here already: a new session instead
+                self._recovering.pop((eio_sid, namespace), None)
+        if sid is None:
+            sid = super().pre_connect(eio_sid, namespace)
+            if sid is not None and self._recovery is not None:
+                self._pids[(namespace, sid)] = recovery.new_pid()
+                self._mark(namespace, sid)
+            return sid
+        self._subscribe(namespace)
+        self._pids[(namespace, sid)] = session['pid']
+        self._recovered.add((namespace, sid))
+        self._mark(namespace, sid)
+        if session['data'] is not None:
+            self.server.save_session(sid, session['data'], namespace=namespace)
+        return sid
+
+    def _after_connect(self, eio_sid, namespace):
+        """Send a recovered socket the packets it missed, after its CONNECT."""
+        session = self._recovering.pop((eio_sid, namespace), None)
+        if session is None or not self.is_connected(session['sid'], namespace):
+            return
+        server = self.server
+        for data in session['missed']:
+            internals.send_packet(server, eio_sid, server.packet_class(
+                sio_packet.EVENT, namespace=namespace, data=data))
+
+    # ------------------------------------------------------------ offsets
+
+    def _with_offset(self, message, entry_id):
+        """A broadcast read from the stream, its entry id appended as the
+        clients' offset (non-volatile events only, as Node)."""
+        if self._recovery is None or not isinstance(message, Broadcast) or \
+                message.flags.get('volatile'):
+            return message
+        return Broadcast(message.uid, message.nsp, message.data + [entry_id], message.rooms,
+                         message.except_, message.flags)
+
+    # ------------------------------------------------------------ sessions
+
+    def _session_of(self, namespace, sid):
+        """``(pid, encoded session)`` of a local socket, or None."""
+        pid = self._pids.get((namespace, sid))
+        if pid is None:
+            return None
+        with self._lock:
+            rooms = [room for room, members in self.rooms.get(namespace, {}).items()
+                     if room is not None and sid in members]
+        try:
+            data = self.server.get_session(sid, namespace=namespace)
+        except (KeyError, TypeError):  # the Engine.IO session is gone
+            data = None
+        try:
+            return pid, recovery.encode_session(sid, pid, rooms, data)
+        except TypeError:  # data msgpack cannot carry: rooms only
+            return pid, recovery.encode_session(sid, pid, rooms, None)
+
+    def basic_enter_room(self, sid, namespace, room, eio_sid=None):
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        if room is not None and self._recovery is not None:
+            self._mark(namespace, sid)
+
+    def basic_leave_room(self, sid, namespace, room):
+        super().basic_leave_room(sid, namespace, room)
+        if self._recovery is not None:
+            self._mark(namespace, sid)
+
+    def _mark(self, namespace, sid):
+        with self._dirty_lock:
+            self._dirty.add((namespace, sid))
+
+    def basic_disconnect(self, sid, namespace, **kwargs):
+        key = (namespace, sid)
+        pid = self._pids.get(key)
+        if pid is not None:
+            reason = self._leaving.get(self.eio_sid_from_sid(sid, namespace))
+            if reason in recovery.RECOVERABLE:
+                saved = self._session_of(namespace, sid)
+                self._submit(self._write_sessions, [saved])
+            else:
+                self._submit(self._forget_sessions, [pid])
+        self._pids.pop(key, None)
+        self._recovered.discard(key)
+        with self._dirty_lock:
+            self._dirty.discard(key)
+        return super().basic_disconnect(sid, namespace, **kwargs)
+
+    def _write_sessions(self, sessions):
+        ttl = self._recovery['max_disconnection_duration']
+        try:
+            self._sessions.save([found for found in sessions if found is not None], ttl)
+        except PublishError as exc:
+            self._log.warning('cannot keep %d session(s) for recovery: %s', len(sessions), exc)
+
+    def _forget_sessions(self, pids):
+        try:
+            self._sessions.forget(pids)
+        except PublishError as exc:
+            self._log.warning('cannot delete %d session(s): %s', len(pids), exc)
+
+    def _save_all_sessions(self):
+        """Write the session of every local socket now (graceful shutdown)."""
+        if self._recovery is None or self._sessions is None:
+            return
+        self._write_sessions([self._session_of(namespace, sid)
+                              for namespace, sid in list(self._pids)])
+
+    # ------------------------------------------------------------ refresher
+
+    def _start_recovery(self):
+        """At initialize(): the store, and the task that keeps the sessions
+        of connected sockets in Redis (so that a crash loses none)."""
+        if self._recovery is None:
+            return
+        self._sessions = recovery.SessionStore(self._publisher.client)
+        stop = threading.Event()
+        self._refresher = stop
+        self._spawn(self._refresh_sessions, stop)
+
+    def _stop_recovery(self):
+        stop, self._refresher = self._refresher, None
+        if stop is not None:
+            stop.set()
+
+    def _refresh_sessions(self, stop):
+        """Write new and changed sessions every FLUSH_INTERVAL, all of them
+        every REFRESH_SHARE of their expiry; until ``stop``."""
+        every = self._recovery['max_disconnection_duration'] * REFRESH_SHARE
+        last_full = time.monotonic()
+        sleep = self.server.sleep if self.server is not None else time.sleep
+        while not stop.is_set():
+            sleep(FLUSH_INTERVAL)
+            if stop.is_set():
+                break
+            now = time.monotonic()
+            with self._dirty_lock:
+                dirty, self._dirty = self._dirty, set()
+            if now - last_full >= every:
+                last_full = now
+                keys = list(self._pids)
+            else:
+                keys = list(dirty)
+            if keys:
+                self._write_sessions([self._session_of(namespace, sid)
+                                      for namespace, sid in keys])
