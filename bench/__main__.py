@@ -4,13 +4,14 @@
     .venv/bin/python -m bench --short         # the CI smoke sizes (about a minute)
     .venv/bin/python -m bench --only emitter,listener --impls ours,psio
     .venv/bin/python -m bench --only sharded --merge   # one workload again
+    .venv/bin/python -m bench --only streams           # streams mode (issue 16)
 """
 import argparse
 import os
 import sys
 import time
 
-from . import cluster, micro, report, sharded
+from . import cluster, micro, report, sharded, streams
 from .common import BENCH_DIR, RedisServer, Results, machine
 
 WORKLOADS = {
@@ -29,10 +30,11 @@ def cluster_api(results, redis_url, impls, short):
 
 WORKLOADS['cluster_api'] = cluster_api
 WORKLOADS['sharded'] = sharded.run
+WORKLOADS['streams'] = streams.run
 
 
 # the row kinds a workload writes, where they differ from its name
-ROWS = {'delivery': ('delivery', 'latency')}
+ROWS = {'delivery': ('delivery', 'latency'), 'streams': streams.KINDS}
 
 
 def kept_rows(path, only):

@@ -5,6 +5,7 @@ Deliveries/s at max rate (closed loop: a bounded number of messages in
 flight), server CPU per delivery from /proc, latency percentiles at a fixed
 moderate rate, and loss (expected minus received deliveries; must be 0).
 """
+import json
 import time
 import uuid
 
@@ -18,22 +19,47 @@ from .common import node_peer, percentile, python_peer, wait_until
 IMPLS = ('ours', 'psio', 'node')
 
 
+def blocked_readers(redis_url):
+    """How many clients of that Redis are blocked in an XREAD now (Redis
+    does not say which stream they read: the bench counts the increase)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return sum(1 for entry in client.client_list()
+                   if entry.get('cmd') == 'xread' and 'b' in entry.get('flags', ''))
+    finally:
+        client.close()
+
+
 class Cluster:
     """``servers`` servers of one implementation, each with a process of
     ``clients`` Node load clients; the clients of server ``s`` join
-    ``rooms_of(s)`` and ``range`` numbered rooms each."""
+    ``rooms_of(s)`` and ``range`` numbered rooms each.
+
+    ``streams``: None for classic Pub/Sub, or the streams-mode options of the
+    servers and the emitter (``stream_name``, by default the key's, and
+    ``max_len`` for Node's; the stream is deleted on :meth:`close`);
+    ours then run ``RedisManager(mode='streams')``, Node
+    ``@socket.io/redis-streams-adapter``, and both are fed by our
+    ``Emitter(mode='streams')`` (Node has no streams emitter).
+    """
 
     def __init__(self, redis_url, impl, servers=2, clients=10, rooms_of=None,
-                 room_range=0, mode='threading', sender_on=None):
+                 room_range=0, mode='threading', sender_on=None, streams=None):
         self.impl = impl
         self.redis_url = redis_url
         self.key = 'bench-%s' % uuid.uuid4().hex[:8]
+        self.wire = {} if streams is None else dict(
+            {'stream_name': '%s-stream' % self.key}, **streams, mode='streams')
         self.servers, self.clients = [], []
         self.per_server = clients
+        readers = blocked_readers(redis_url) if self.wire else 0
         try:
             for _ in range(servers):
                 self.servers.append(self._start_server(mode))
-            self._wait_subscribed(servers)
+            for peer in self.servers:  # started together, then waited for
+                peer.url = 'http://127.0.0.1:%d' % int(
+                    peer.wait_line('READY ', timeout=30).split()[1])
+            self._wait_subscribed(servers, readers)
             for index, server in enumerate(self.servers):
                 rooms = rooms_of(index) if rooms_of else ''
                 args = ['--url', server.url, '--n', clients, '--rooms', rooms,
@@ -49,21 +75,29 @@ class Cluster:
             raise
 
     def _start_server(self, mode):
+        """A server process (its ``READY <port>`` line not awaited yet)."""
         if self.impl == 'node':
-            peer = node_peer('server.js', ['--redis', self.redis_url, '--key', self.key],
-                             'node-server')
-        else:
-            peer = python_peer('bench.pyserver', [
-                '--impl', self.impl, '--redis', self.redis_url, '--key', self.key,
-                '--mode', mode], '%s-server' % self.impl)
-        port = int(peer.wait_line('READY ', timeout=30).split()[1])
-        peer.url = 'http://127.0.0.1:%d' % port
-        return peer
+            args = ['--redis', self.redis_url, '--key', self.key]
+            if self.wire:
+                args += ['--stream-name', self.wire['stream_name'],
+                         '--max-len', self.wire.get('max_len', 10000)]
+            return node_peer('server.js', args, 'node-server')
+        args = ['--impl', self.impl, '--redis', self.redis_url, '--key', self.key,
+                '--mode', mode]
+        if self.wire:
+            args += ['--options', json.dumps(self.wire)]
+        return python_peer('bench.pyserver', args, '%s-server' % self.impl)
 
-    def _wait_subscribed(self, servers):
-        channel = self.key if self.impl == 'psio' else '%s-request#/#' % self.key
+    def _wait_subscribed(self, servers, readers):
+        if self.wire:
+            # each server reads the stream with XREAD BLOCK from its end: an
+            # entry added before a server's first read would not reach it
+            wait_until(lambda: blocked_readers(self.redis_url) >= readers + servers, 20,
+                       '%d servers reading the stream' % servers, interval=0.05)
+            return
         client = redis.Redis.from_url(self.redis_url)
         try:
+            channel = self.key if self.impl == 'psio' else '%s-request#/#' % self.key
             wait_until(lambda: client.pubsub_numsub(channel)[0][1] >= servers, 20,
                        'servers subscribed to %s' % channel)
         finally:
@@ -75,7 +109,7 @@ class Cluster:
                                             write_only=True)
             return lambda event, data, room=None: manager.emit(event, data, namespace='/',
                                                                 room=room)
-        emitter = Emitter(self.redis_url, key=self.key)
+        emitter = Emitter(self.redis_url, key=self.key, **self.wire)
         self._emitter = emitter
         return lambda event, data, room=None: emitter.emit(event, data, to=room)
 
@@ -116,6 +150,12 @@ class Cluster:
         emitter = getattr(self, '_emitter', None)
         if emitter is not None:
             emitter.close()
+        if self.wire:
+            client = redis.Redis.from_url(self.redis_url)
+            try:
+                client.delete(self.wire['stream_name'])  # stream_count 1: its key
+            finally:
+                client.close()
 
 
 def wait_delivered(cluster, expected, stall=10.0, interval=0.02):
@@ -204,37 +244,52 @@ def _flag(row, cluster):
 def delivery(results, redis_url, impls, short, modes=('threading',)):
     """Workload 3: emitter -> 2 servers x 10 clients, and the server-initiated
     path (a client event on server 0 broadcast to the clients of server 1)."""
-    duration = 1.0 if short else 4.0
-    moderate = 200
-    seconds = 1.0 if short else 5.0
     for mode in modes:
         for impl in impls:
             if impl == 'node' and mode != modes[0]:
                 continue
-            variant = mode if impl != 'node' else 'node'
-            cluster = Cluster(redis_url, impl, servers=2, clients=10, mode=mode,
-                              rooms_of=lambda s: 'far' if s == 1 else '', sender_on=0)
+            cluster = delivery_cluster(redis_url, impl, mode=mode)
             try:
-                # python-socketio's emitter has one call per message; ours is
-                # measured that way too, then with Emitter.pipeline() batches
-                # (bursts let the servers' writer threads send several
-                # packets per wake-up, which alone halves their CPU per delivery)
-                for batched in ((False, True) if impl == 'ours' else (impl == 'node',)):
-                    row = max_rate(cluster, duration, 20, batched=batched)
-                    results.add('delivery', impl, path='emitter', mode=variant,
-                                emits='batched' if batched else 'single',
-                                **_flag(row, cluster))
-                row = fixed_rate(cluster, moderate, seconds, 20)
-                results.add('latency', impl, path='emitter', mode=variant, **_flag(row, cluster))
                 # under eventlet every relay is a green thread holding a Redis
                 # connection while it publishes: redis-py 8 pools at most 100
                 burst = {'chunk': 20, 'window': 60} if mode == 'eventlet' else {'chunk': 100}
-                row = max_rate(cluster, duration, 10, relay_room='far', **burst)
-                results.add('delivery', impl, path='server', mode=variant, **_flag(row, cluster))
-                row = fixed_rate(cluster, moderate, seconds, 10, relay_room='far')
-                results.add('latency', impl, path='server', mode=variant, **_flag(row, cluster))
+                measure_paths(results, cluster, short, burst=burst,
+                              mode=mode if impl != 'node' else 'node')
             finally:
                 cluster.close()
+
+
+def delivery_cluster(redis_url, impl, **options):
+    """Workload 3's cluster: 2 servers x 10 clients, those of server 1 in
+    the room ``far``, a sender client on server 0."""
+    return Cluster(redis_url, impl, servers=2, clients=10, sender_on=0,
+                   rooms_of=lambda s: 'far' if s == 1 else '', **options)
+
+
+def measure_paths(results, cluster, short, kinds=('delivery', 'latency'), burst=None,
+                  duration=None, seconds=None, **labels):
+    """Workload 3's measures on a :func:`delivery_cluster`: max rate (for
+    ``duration`` s) and latency at 200 msg/s (for ``seconds``) on the emitter
+    path and on the server path, as rows of the ``kinds`` (deliveries,
+    latency), with ``labels``."""
+    duration = duration or (1.0 if short else 4.0)
+    moderate = 200
+    seconds = seconds or (1.0 if short else 5.0)
+    impl, (delivered, latency) = cluster.impl, kinds
+    # python-socketio's emitter has one call per message; ours is measured
+    # that way too, then with Emitter.pipeline() batches (bursts let the
+    # servers' writer threads send several packets per wake-up, which alone
+    # halves their CPU per delivery)
+    for batched in ((False, True) if impl == 'ours' else (impl == 'node',)):
+        row = max_rate(cluster, duration, 20, batched=batched)
+        results.add(delivered, impl, path='emitter', **labels,
+                    emits='batched' if batched else 'single', **_flag(row, cluster))
+    row = fixed_rate(cluster, moderate, seconds, 20)
+    results.add(latency, impl, path='emitter', **labels, **_flag(row, cluster))
+    row = max_rate(cluster, duration, 10, relay_room='far', **(burst or {'chunk': 100}))
+    results.add(delivered, impl, path='server', **labels, **_flag(row, cluster))
+    row = fixed_rate(cluster, moderate, seconds, 10, relay_room='far')
+    results.add(latency, impl, path='server', **labels, **_flag(row, cluster))
 
 
 def growth(results, redis_url, impls, short):
@@ -287,35 +342,48 @@ def _wait_received(cluster, count):
 def memory(results, redis_url, impls, short, broadcasts=None):
     """Workload 6: RSS of one server (one client) sampled over many broadcasts."""
     total = broadcasts or (5000 if short else 100000)
-    samples = 10 if short else 20
-    step = max(1, total // samples)
     for impl in impls:
         cluster = Cluster(redis_url, impl, servers=1, clients=1)
         try:
-            server = cluster.servers[0]
-            rss = [(0, server.rss())]
-            sent = 0
-            start = time.monotonic()
-            while sent < total:
-                n = min(step, total - sent)
-                for first in range(sent, sent + n, 100):
-                    cluster.publish(first, min(100, sent + n - first), 'x' * 64)
-                    if cluster.stats()[0] < first - 500:
-                        _wait_received(cluster, first - 200)
-                sent += n
-                _wait_received(cluster, sent)
-                rss.append((sent, server.rss()))
-            received = cluster.stats()[0]
-            results.add('memory', impl, broadcasts=sent, deliveries=received,
-                        loss=sent - received, seconds=round(time.monotonic() - start, 1),
-                        rss_start_mb=round(rss[1][1] / 2**20, 2),
-                        rss_end_mb=round(rss[-1][1] / 2**20, 2),
-                        rss_growth_mb=round((rss[-1][1] - rss[1][1]) / 2**20, 2),
-                        samples=[[n, round(b / 2**20, 2)] for n, b in rss])
+            row = broadcast_rss(cluster, total, 10 if short else 20)
+            results.add('memory', impl, **row)
             if impl == 'ours':
                 _timed_out_requests(results, cluster, 200 if short else 5000)
         finally:
             cluster.close()
+
+
+def broadcast_rss(cluster, total, samples, probe=None):
+    """Send ``total`` broadcasts to a cluster of one server, in batches of
+    100 (at most about 500 undelivered), and sample the server's RSS
+    ``samples`` times: a memory row's fields. ``probe()``, when given, is
+    sampled along (``probes``: each sample's value)."""
+    step = max(1, total // samples)
+    server = cluster.servers[0]
+    rss, probes = [(0, server.rss())], [probe()] if probe else None
+    sent = 0
+    start = time.monotonic()
+    while sent < total:
+        n = min(step, total - sent)
+        for first in range(sent, sent + n, 100):
+            cluster.publish(first, min(100, sent + n - first), 'x' * 64)
+            if cluster.stats()[0] < first - 500:
+                _wait_received(cluster, first - 200)
+        sent += n
+        _wait_received(cluster, sent)
+        rss.append((sent, server.rss()))
+        if probe:
+            probes.append(probe())
+    received = cluster.stats()[0]
+    row = {'broadcasts': sent, 'deliveries': received, 'loss': sent - received,
+           'seconds': round(time.monotonic() - start, 1),
+           'rss_start_mb': round(rss[1][1] / 2**20, 2),
+           'rss_end_mb': round(rss[-1][1] / 2**20, 2),
+           'rss_growth_mb': round((rss[-1][1] - rss[1][1]) / 2**20, 2),
+           'samples': [[n, round(b / 2**20, 2)] for n, b in rss]}
+    if probe:
+        row['probes'] = probes
+    return row
 
 
 def _timed_out_requests(results, cluster, count, timeout=0.005):

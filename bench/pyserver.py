@@ -1,6 +1,7 @@
 """A python-socketio server for the cluster workloads, one per process.
 
-``--impl ours`` uses sio_redis_sync.RedisManager, ``--impl psio``
+``--impl ours`` uses sio_redis_sync.RedisManager (``--options``: a JSON
+object of its keyword arguments, e.g. ``mode='streams'``), ``--impl psio``
 python-socketio's own socketio.RedisManager. Clients join the rooms of their
 ``rooms`` query; a ``relay`` event (room, seq, t, pad) is broadcast to
 ``room`` as ``b`` (seq, t, pad). Prints ``READY <port>``; ends on SIGTERM.
@@ -13,6 +14,7 @@ parser.add_argument('--impl', choices=('ours', 'psio'), required=True)
 parser.add_argument('--redis', required=True)
 parser.add_argument('--key', required=True)
 parser.add_argument('--mode', choices=('threading', 'eventlet'), default='threading')
+parser.add_argument('--options', default='{}', help='RedisManager keyword arguments (JSON)')
 ARGS = parser.parse_args()
 if ARGS.mode == 'eventlet':
     import eventlet
@@ -34,7 +36,7 @@ logging.getLogger('werkzeug').setLevel(logging.CRITICAL)
 def make_manager():
     if ARGS.impl == 'ours':
         from sio_redis_sync import RedisManager
-        return RedisManager(ARGS.redis, key=ARGS.key)
+        return RedisManager(ARGS.redis, key=ARGS.key, **json.loads(ARGS.options))
     return socketio.RedisManager(ARGS.redis, channel=ARGS.key)
 
 

@@ -351,6 +351,132 @@ def sharded_section(rows, out):
     out.append('![sharded](plots/sharded.png)\n')
 
 
+STREAMS_NAMES = {('ours', 'classic'): 'sio_redis_sync classic',
+                 ('ours', 'streams'): 'sio_redis_sync streams',
+                 ('node', 'streams'): 'Node redis-streams-adapter'}
+STREAMS_COLORS = {('ours', 'classic'): 'tab:olive', ('ours', 'streams'): 'tab:green',
+                  ('node', 'streams'): 'tab:orange'}
+
+
+def _streams_ratios(rows, out):
+    """Ratio lines: ours in streams mode against classic mode and against Node's."""
+    def value(impl, mode, path, field, emits=None):
+        kind = 'streams' if field in ('deliveries_per_s', 'server_cpu_us_per_delivery') \
+            else 'streams_latency'
+        match = {'emits': emits} if emits and kind == 'streams' else {}
+        row = _find(rows, kind, impl, mode=mode, path=path, **match)
+        return row.get(field) if row else None
+    fields = (('deliveries/s', 'deliveries_per_s'), ('CPU/delivery', 'server_cpu_us_per_delivery'),
+              ('p50', 'p50_ms'), ('p99', 'p99_ms'))
+    for against, (impl, mode) in (('classic mode', ('ours', 'classic')),
+                                  ('Node\'s streams adapter', ('node', 'streams'))):
+        for path, emits in (('emitter', 'batched'), ('server', None)):
+            parts = []
+            for label, field in fields:
+                ours, base = value('ours', 'streams', path, field, emits), \
+                    value(impl, mode, path, field, emits)
+                parts.append('%s %s' % (label, _fmt(ours / base, 2) if ours and base
+                                        else 'n/a'))
+            out.append('- ours in streams mode / %s, %s path%s: %s' % (
+                against, path, ' (max rate with batched emits)' if emits else '', ', '.join(parts)))
+    out.append('')
+
+
+def streams_section(rows, out):
+    found = [r for r in rows if r['workload'] == 'streams']
+    memory = [r for r in rows if r['workload'] == 'streams_memory']
+    if not found and not memory:
+        return
+    out.append('## 8. Streams mode (issue 16)\n')
+    if found:
+        out.append('Workload 3 (same clusters, clients, paths and rates) for sio_redis_sync in '
+                   'classic mode, sio_redis_sync in streams mode (`RedisManager(mode='
+                   '\'streams\')`: broadcasts XADDed to a stream each server reads with '
+                   '`XREAD BLOCK`) and Node servers on `@socket.io/redis-streams-adapter` '
+                   '0.3.1, measured one after the other in the same run. Both streams '
+                   'clusters are fed by `Emitter(mode=\'streams\')` (Node has no streams '
+                   'emitter).\n')
+        out.append('| servers | mode | path | emits | deliveries/s | server CPU us/delivery | '
+                   'loss | p50 ms @200/s | p99 ms @200/s | loss |\n'
+                   '|---|---|---|---|---:|---:|---:|---:|---:|---:|')
+        for r in found:
+            lat = _find(rows, 'streams_latency', r['impl'], path=r['path'],
+                        mode=r['mode']) or {}
+            out.append('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |' % (
+                NAMES[r['impl']] if r['impl'] != 'node' else 'Node socket.io + '
+                'redis-streams-adapter', r['mode'], r['path'], r.get('emits', 'event'),
+                _fmt(r['deliveries_per_s']), _fmt(r['server_cpu_us_per_delivery'], 2),
+                r['loss'], _fmt(lat.get('p50_ms'), 2), _fmt(lat.get('p99_ms'), 2),
+                lat.get('loss', 'n/a')))
+        out.append('')
+        _streams_ratios(rows, out)
+        _streams_delivery_plot(rows, found)
+        out.append('![streams](plots/streams.png)\n')
+    if memory:
+        _streams_memory(memory, out)
+
+
+def _streams_delivery_plot(rows, found):
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 5))
+    labels = ['%s %s%s' % (STREAMS_NAMES[(r['impl'], r['mode'])], r['path'],
+                           ' ' + r['emits'] if r.get('emits') else '') for r in found]
+    colors = [STREAMS_COLORS[(r['impl'], r['mode'])] for r in found]
+    lats = [_find(rows, 'streams_latency', r['impl'], path=r['path'], mode=r['mode']) or {}
+            for r in found]
+    axes[0].bar(range(len(found)), [r['deliveries_per_s'] or 0 for r in found], color=colors)
+    axes[0].set_title('deliveries / s (max rate)')
+    axes[1].bar(range(len(found)), [r['server_cpu_us_per_delivery'] or 0 for r in found],
+                color=colors)
+    axes[1].set_title('server CPU us / delivery')
+    axes[2].bar(range(len(found)), [x.get('p99_ms') or 0 for x in lats], color=colors)
+    axes[2].bar(range(len(found)), [x.get('p50_ms') or 0 for x in lats], color='white',
+                alpha=0.5)
+    axes[2].set_title('latency ms at 200 msg/s (p99; p50 lighter)')
+    for ax in axes:
+        ax.set_xticks(range(len(found)))
+        ax.set_xticklabels(labels, rotation=60, ha='right', fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(PLOTS, 'streams.png'), dpi=90)
+    plt.close(fig)
+
+
+def _streams_memory(memory, out):
+    out.append('Memory: one streams-mode server (one client) over many broadcasts, the '
+               'stream capped by `max_len` (`XADD ... MAXLEN ~`, which trims whole nodes of '
+               '100 entries, so the length stays a little above the cap). RSS of the server '
+               'process; the stream\'s length (`XLEN`) and size (`MEMORY USAGE`) in Redis.\n')
+    out.append('| broadcasts | max_len | RSS start MB | RSS end MB | growth MB | stream length '
+               'at end | longest | stream MB at end | loss |\n'
+               '|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+    for r in memory:
+        out.append('| %s | %s | %s | %s | %s | %s | %s | %s | %s |' % (
+            _fmt(r['broadcasts']), _fmt(r['max_len']), _fmt(r['rss_start_mb'], 2),
+            _fmt(r['rss_end_mb'], 2), _fmt(r['rss_growth_mb'], 2),
+            _fmt(r['stream_len_end']), _fmt(r['stream_len_max']), _fmt(r['stream_mb_end'], 2),
+            r['loss']))
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    right = ax.twinx()
+    for r in memory:
+        xs, ys = zip(*r['samples'][1:])
+        ax.plot(xs, ys, marker='.', color='tab:green', label='server RSS MB')
+        ax.set_ylim(0, max(ys) * 1.3)  # from 0: flat is what it should look
+        counts, lengths, _ = zip(*r['stream_samples'])
+        right.plot(counts, lengths, marker='.', color='tab:purple', linestyle=':',
+                   label='stream length')
+        right.axhline(r['max_len'], color='red', linestyle='--', label='max_len')
+    ax.set_xlabel('broadcasts')
+    ax.set_ylabel('RSS MB')
+    right.set_ylabel('entries in the stream')
+    right.set_ylim(bottom=0)
+    fig.legend(fontsize=8, loc='lower center', ncol=3)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(os.path.join(PLOTS, 'streams_memory.png'), dpi=90)
+    plt.close(fig)
+    out.append('\n![streams memory](plots/streams_memory.png)\n')
+
+
 def targets(rows):
     """(target, value, met) for each target of the issue, from this run."""
     out = []
@@ -418,7 +544,8 @@ def write(results_path, report_path=None):
                                       (host.get('packages') or {}).items()),
         host.get('node'), host.get('redis_server')))
     out.append('- Node peers: socket.io 4.8.4, @socket.io/redis-adapter 8.3.0, '
-               '@socket.io/redis-emitter 5.1.0, redis 4.7.1 (tests/package-lock.json)')
+               '@socket.io/redis-emitter 5.1.0, @socket.io/redis-streams-adapter 0.3.1, '
+               'redis 4.7.1 (tests/package-lock.json)')
     for later in [r for r in rows if r['workload'] == 'machine'][1:]:
         out.append('- merged in from a later run (`--merge`): `%s`%s, load average at start '
                    '%s; Python %s; %s' % (
@@ -456,7 +583,7 @@ def write(results_path, report_path=None):
         with open(analysis) as f:
             out.append(f.read())
     for section in (emitter_section, listener_section, delivery_section, growth_section,
-                    cluster_api_section, memory_section, sharded_section):
+                    cluster_api_section, memory_section, sharded_section, streams_section):
         section(rows, out)
     with open(report_path, 'w') as f:
         f.write('\n'.join(out) + '\n')

@@ -1,6 +1,7 @@
 """CI smoke test of the benchmark suite: every workload runs at its short
 size against a redis-server of its own and loses nothing; the sharded
-workload's message counts are checked exactly. No speed is asserted.
+workload's message counts are checked exactly, and the streams workload's
+rows are all there, its stream capped by max_len. No speed is asserted.
 """
 import os
 import sys
@@ -10,6 +11,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from bench import __main__ as bench_main  # noqa: E402
+from bench import streams  # noqa: E402
 
 
 def test_every_workload_completes_with_no_loss(tmp_path, monkeypatch):
@@ -20,7 +22,7 @@ def test_every_workload_completes_with_no_loss(tmp_path, monkeypatch):
     done = {row['workload'] for row in rows}
     assert set(bench_main.WORKLOADS) <= done | {'cluster_api'}
     assert {'emitter', 'listener', 'delivery', 'latency', 'growth', 'memory',
-            'cluster_api', 'sharded'} <= done
+            'cluster_api', 'sharded', 'streams', 'streams_latency', 'streams_memory'} <= done
     for impl in ('ours', 'psio', 'node'):
         assert any(row['impl'] == impl and row['workload'] == 'delivery' for row in rows)
     assert not [row for row in rows if row.get('unavailable')]
@@ -37,3 +39,19 @@ def test_every_workload_completes_with_no_loss(tmp_path, monkeypatch):
         wanted = row['addressed'] if row['mode'] == 'dynamic' else row['broadcasts']
         assert (row['received'], row['misdelivered']) == (wanted, 0), row
     assert len({row['addressed'] for row in sharded}) > 1  # servers host unequal shares
+    check_streams(rows)
+
+
+def check_streams(rows):
+    """Ours in classic and in streams mode and Node's streams adapter, on both
+    paths, measured; the stream of the memory check stayed near max_len."""
+    for impl, mode in streams.CLUSTERS:
+        for kind in ('streams', 'streams_latency'):
+            paths = {row['path'] for row in rows if (row['workload'], row['impl'],
+                                                     row.get('mode')) == (kind, impl, mode)}
+            assert paths == {'emitter', 'server'}, (kind, impl, mode, paths)
+    [memory] = [row for row in rows if row['workload'] == 'streams_memory']
+    cap = memory['max_len']
+    assert memory['broadcasts'] > 2 * cap and memory['deliveries'] == memory['broadcasts']
+    # MAXLEN ~ trims whole nodes (100 entries at most): a little above the cap
+    assert cap <= memory['stream_len_end'] <= memory['stream_len_max'] < cap + 100, memory
