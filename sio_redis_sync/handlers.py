@@ -108,6 +108,8 @@ class RemoteMessages:
                                and drops it).
         """
         self._last_message = time.monotonic()
+        if fields.get(b'uid') == self.uid.encode():
+            return  # this server's own (delivered before it was added): not decoded
         nsp = self._dialect.entry_namespace(fields)
         if nsp is None or not self._routes.serves(nsp):
             return
