@@ -22,6 +22,10 @@ logger = logging.getLogger(__name__)
 #: a batch whose delivery took this many seconds makes the reader look for a
 #: gap before its next read (it may have fallen behind a trim)
 SLOW_BATCH = 1.0
+#: while entries flow, the reader compares what it read with what Redis says
+#: was added at most this often (seconds): a burst trimmed while it waited in
+#: XREAD is found that way (Redis >= 7)
+GAP_CHECK_INTERVAL = 1.0
 _REDIS_DOWN = (redis.RedisError, OSError)
 _NO_ID = '0-0'
 
@@ -114,6 +118,8 @@ class StreamReader:
         self._client = None
         self._conn = None
         self._check_due = False
+        self._checked_at = 0.0
+        self._unsettled = False  # entries read since the last conclusive check
         # the number of the last entry read since the stream began (Redis >=
         # 7's entries-added counts them), when known: how many a gap lost
         self._ordinal = None
@@ -199,8 +205,14 @@ class StreamReader:
         started = time.monotonic()
         for entry_id, fields in entries:
             self._deliver(entry_id, fields)
+        now = time.monotonic()
+        self._unsettled = self._unsettled or bool(entries)
+        # at the end (a short batch, or none: the XREAD waited) and entries
+        # came since the last conclusive check: compare the counts
+        at_end_check = self._unsettled and (
+            not entries or now - self._checked_at >= GAP_CHECK_INTERVAL)
         self._check_due = len(entries) >= self._read_count or \
-            time.monotonic() - started > SLOW_BATCH
+            now - started > SLOW_BATCH or at_end_check
 
     def _open(self):
         self._client = self._connect()
@@ -273,10 +285,16 @@ class StreamReader:
     # ------------------------------------------------------------ gaps
 
     def _check_gap(self):
-        """Log and count the entries trimmed after :attr:`last_id` before
-        they were read: the stream's first entry is past it, and (Redis >= 7)
-        entries-added says some were there."""
+        """Log and count the entries trimmed before they were read.
+
+        With Redis >= 7 (``entries-added``), when the reader is at the
+        stream's end: every entry added but not handed over was lost,
+        wherever in the stream it was. Otherwise (or not at the end): lost if
+        the stream's first entry is past :attr:`last_id`. Not at the end, the
+        check is made again later.
+        """
         self._check_due = False
+        self._checked_at = time.monotonic()
         info = self._info()
         if info is None:
             if self.last_id != _NO_ID:  # gone (deleted, or no persistence)
@@ -286,18 +304,22 @@ class StreamReader:
         first = info.get('first-entry')
         first_id = _text(first[0]) if first else None
         added, length = info.get('entries-added'), info.get('length', 0)
-        lost = None
-        if added is not None and self._ordinal is not None and added >= self._ordinal:
-            lost = added - length - self._ordinal
-        if first_id is not None and parse_id(first_id) <= parse_id(self.last_id):
+        at_end = _text(info.get('last-generated-id', b'')) == self.last_id
+        if added is not None and self._ordinal is not None and at_end:
+            self._unsettled = False
+            if added > self._ordinal:
+                self._gap(added - self._ordinal, 'trimmed before they were read')
+            self._ordinal = added
+            return
+        self._unsettled = added is not None  # Redis >= 7: conclusive at the end only
+        if first_id is None or parse_id(first_id) <= parse_id(self.last_id):
             return  # what follows last_id is all there
-        if lost is not None:
-            if lost > 0:
-                self._gap(lost, 'trimmed up to %s' % first_id)
-        elif first_id is not None and self.last_id != _NO_ID:
-            self._gap(None, 'trimmed up to %s' % first_id)
-        if added is not None:
+        lost = None
+        if added is not None and self._ordinal is not None:
+            lost = max(added - length - self._ordinal, 0)
             self._ordinal = added - length
+        if lost != 0 and self.last_id != _NO_ID:
+            self._gap(lost, 'trimmed up to %s' % first_id)
 
     def _gap(self, lost, why):
         self.stream_gaps += 1
