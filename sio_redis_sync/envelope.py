@@ -46,14 +46,15 @@ class MessageType(enum.IntEnum):
     ADAPTER_CLOSE = 13
 
 
-_TYPE_VALUES = frozenset(kind.value for kind in MessageType)
-# types whose data may carry binary: msgpack when it does (Node's encode())
-_MAY_CONTAIN_BINARY = frozenset((
+#: the values of MessageType
+TYPE_VALUES = frozenset(kind.value for kind in MessageType)
+#: types whose data may carry binary: msgpack when it does (Node's encode())
+MAY_CONTAIN_BINARY = frozenset((
     MessageType.BROADCAST, MessageType.BROADCAST_ACK,
     MessageType.FETCH_SOCKETS_RESPONSE, MessageType.SERVER_SIDE_EMIT,
     MessageType.SERVER_SIDE_EMIT_RESPONSE))
-# types sent without data (ClusterAdapterWithHeartbeat's; ignored here)
-_NO_DATA = frozenset((MessageType.INITIAL_HEARTBEAT, MessageType.HEARTBEAT,
+#: types sent without data (ClusterAdapterWithHeartbeat's; ignored here)
+NO_DATA = frozenset((MessageType.INITIAL_HEARTBEAT, MessageType.HEARTBEAT,
                       MessageType.ADAPTER_CLOSE))
 #: the response types: handled as answers to this server's requests
 RESPONSE_TYPES = frozenset((
@@ -165,7 +166,7 @@ def encode_envelope(kind: MessageType, data: Optional[dict], uid: str, nsp: str,
             message['data'] = data
         message['uid'] = uid
         message['nsp'] = nsp
-    if kind in _MAY_CONTAIN_BINARY and has_binary(data):
+    if kind in MAY_CONTAIN_BINARY and has_binary(data):
         return protocol.dumps_msgpack(message)
     return protocol.dumps_json(message)
 
@@ -252,7 +253,7 @@ def decode_envelope(payload: bytes) -> Envelope:
         raise ProtocolError('a sharded message is a map')
     kind = message.get('type')
     if not isinstance(kind, int) or isinstance(kind, bool) or \
-            kind not in _TYPE_VALUES:
+            kind not in TYPE_VALUES:
         raise ProtocolError('unknown message type %s' % protocol.quote(kind))
     kind = MessageType(kind)
     uid, nsp = message.get('uid'), message.get('nsp')
@@ -262,7 +263,7 @@ def decode_envelope(payload: bytes) -> Envelope:
         raise ProtocolError('nsp must be a string (servers drop messages '
                             'without it), got %s' % protocol.quote(nsp))
     data = message.get('data')
-    if kind not in _NO_DATA and not isinstance(data, dict):
+    if kind not in NO_DATA and not isinstance(data, dict):
         raise ProtocolError('%s needs a map data, got %s'
                             % (kind.name, type(data).__name__))
     return Envelope(kind, data, uid, nsp)
@@ -364,6 +365,25 @@ _RESPONSE_FIELDS = {
         'clientCount', RequestType.BROADCAST_CLIENT_COUNT, 'clientCount'),
     MessageType.BROADCAST_ACK: ('packet', RequestType.BROADCAST_ACK, 'packet'),
 }
+
+
+def message_of(message: Envelope, where):
+    """What an envelope of the namespace served means: a Broadcast (one
+    without ``requestId``), a Request, a Response, or Ignored (another
+    adapter's business); the sharded and streams dialects' one reading.
+
+    :raises ProtocolError: if its data is malformed.
+    """
+    if message.type == MessageType.BROADCAST and message.data.get('requestId') is None:
+        return broadcast_of(message)
+    request = request_of(message)
+    if request is not None:
+        return request
+    response = response_of(message)
+    if response is not None:
+        return protocol.Response(response['requestId'], response, message.uid)
+    return protocol.Ignored("%s%s: other adapters' business" % (message.type.name, where),
+                            message.uid, message.type.name, message.nsp)
 
 
 def response_of(envelope: Envelope) -> Optional[dict]:

@@ -33,6 +33,40 @@ PING_TOKEN = b'sio_redis_sync-health'
 _REDIS_DOWN = (redis.RedisError, OSError)
 
 
+class Outage:
+    """One connection's outage, for a reading loop: the backoff (from
+    BACKOFF_FIRST, doubling up to BACKOFF_MAX), the failures, since when, and
+    whether to log (once at first, then every LOG_EVERY seconds)."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        """The connection is back (or never failed)."""
+        self.delay, self.failures, self.lost_at, self._logged_at = \
+            BACKOFF_FIRST, 0, None, None
+
+    def failed(self):
+        """One more failure; True if it should be logged."""
+        now = time.monotonic()
+        if self.lost_at is None:
+            self.lost_at = now
+        self.failures += 1
+        if self._logged_at is None or now - self._logged_at >= LOG_EVERY:
+            self._logged_at = now
+            return True
+        return False
+
+    def duration(self):
+        """Seconds since the outage began."""
+        return time.monotonic() - self.lost_at
+
+    def next_delay(self):
+        """How long to wait before the next attempt."""
+        delay, self.delay = self.delay, min(self.delay * 2, BACKOFF_MAX)
+        return delay
+
+
 class Listener:
     """Reads every message of its subscriptions and passes it to ``callback``.
 
@@ -143,31 +177,24 @@ class Listener:
 
     def run(self):
         """The loop: run it as a background task; returns after :meth:`stop`."""
-        delay, failures, lost_at, logged_at = BACKOFF_FIRST, 0, None, None
+        outage = Outage()
         try:
             while not self._stop.is_set():
                 try:
                     self._step()
                 except Exception as exc:  # every failure, even a bug, reconnects
-                    now = time.monotonic()
-                    if lost_at is None:
-                        lost_at = now
-                    if logged_at is None or now - logged_at >= LOG_EVERY:
-                        self._log_lost(exc, failures, now - lost_at)
-                        logged_at = now
-                    failures += 1
+                    if outage.failed():
+                        self._log_lost(exc, outage.failures - 1, outage.duration())
                     self._drop_connection()
                     self.settled.set()
-                    self._stop.wait(delay)
-                    delay = min(delay * 2, BACKOFF_MAX)
+                    self._stop.wait(outage.next_delay())
                     continue
-                if lost_at is not None and self.ready.is_set():
+                if outage.lost_at is not None and self.ready.is_set():
                     self._log.warning(
                         'Redis subscriber connection to %s is back after '
                         '%.1f s; every subscription renewed', self._where,
-                        time.monotonic() - lost_at)
-                    delay, failures, lost_at, logged_at = \
-                        BACKOFF_FIRST, 0, None, None
+                        outage.duration())
+                    outage.reset()
         finally:
             self._drop_connection()
             self.stopped.set()

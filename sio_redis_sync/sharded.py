@@ -165,16 +165,7 @@ class ShardedDialect:
         if message.nsp != nsp:
             return Ignored('a message for %r on %r' % (message.nsp, channel), message.uid,
                            message.type.name, message.nsp)
-        if message.type == MessageType.BROADCAST and message.data.get('requestId') is None:
-            return envelope.broadcast_of(message)
-        request = envelope.request_of(message)
-        if request is not None:
-            return request
-        response = envelope.response_of(message)
-        if response is not None:
-            return Response(response['requestId'], response, message.uid)
-        return Ignored("%s: other adapters' business" % message.type.name, message.uid,
-                       message.type.name, message.nsp)
+        return envelope.message_of(message, '')
 
     def decode_answer(self, payload):
         """An answer read on ``K#N#<uid>#``, as a Response (None for another

@@ -13,7 +13,7 @@ import redis
 
 from .connection import redact
 from .exceptions import ProtocolError
-from .listener import BACKOFF_FIRST, BACKOFF_MAX, HEALTH_CHECK_TIMEOUT, LOG_EVERY, POLL_INTERVAL
+from .listener import BACKOFF_MAX, HEALTH_CHECK_TIMEOUT, POLL_INTERVAL, Outage
 from .publisher import checkout
 from .streams import BLOCK_TIME_MS, DEFAULT_READ_COUNT
 
@@ -147,28 +147,21 @@ class StreamReader:
 
     def run(self):
         """The loop: run it as a background task; returns after :meth:`stop`."""
-        delay, failures, lost_at, logged_at = BACKOFF_FIRST, 0, None, None
+        outage = Outage()
         try:
             while not self._stop.is_set():
                 try:
                     self._step()
                 except Exception as exc:  # every failure, even a bug, reconnects
-                    now = time.monotonic()
-                    if lost_at is None:
-                        lost_at = now
-                    if logged_at is None or now - logged_at >= LOG_EVERY:
-                        self._log_lost(exc, failures, now - lost_at)
-                        logged_at = now
-                    failures += 1
+                    if outage.failed():
+                        self._log_lost(exc, outage.failures - 1, outage.duration())
                     self._drop_connection()
-                    self._stop.wait(delay)
-                    delay = min(delay * 2, BACKOFF_MAX)
+                    self._stop.wait(outage.next_delay())
                     continue
-                if lost_at is not None:
+                if outage.lost_at is not None:
                     self._log.warning('stream %r on %s: reading again after %.1f s, from %s',
-                                      self.key, self._where, time.monotonic() - lost_at,
-                                      self.last_id)
-                    delay, failures, lost_at, logged_at = BACKOFF_FIRST, 0, None, None
+                                      self.key, self._where, outage.duration(), self.last_id)
+                    outage.reset()
         finally:
             self._drop_connection()
             self.stopped.set()

@@ -17,7 +17,7 @@ from typing import NamedTuple, Tuple
 from . import envelope, protocol
 from .envelope import MessageType
 from .exceptions import ProtocolError, SioRedisError
-from .protocol import EMITTER_UID, Ignored, Outgoing, RequestType, Response
+from .protocol import EMITTER_UID, Ignored, Outgoing, RequestType
 from .sharded import ShardedDialect
 
 __all__ = ['StreamsDialect', 'StreamEntry', 'hash_code', 'stream_key']
@@ -29,18 +29,6 @@ DEFAULT_STREAM_COUNT = 1
 DEFAULT_MAX_LEN = 10000
 DEFAULT_READ_COUNT = 100
 BLOCK_TIME_MS = 5000
-
-# the types whose data may carry binary: base64 msgpack when it does (Node's
-# encode()), JSON otherwise
-_MAY_CONTAIN_BINARY = frozenset((
-    MessageType.BROADCAST, MessageType.FETCH_SOCKETS_RESPONSE,
-    MessageType.SERVER_SIDE_EMIT, MessageType.SERVER_SIDE_EMIT_RESPONSE,
-    MessageType.BROADCAST_ACK))
-# types sent without data (heartbeats of 0.2.x adapters, ADAPTER_CLOSE)
-_NO_DATA = frozenset((MessageType.INITIAL_HEARTBEAT, MessageType.HEARTBEAT,
-                      MessageType.ADAPTER_CLOSE))
-_TYPE_VALUES = frozenset(kind.value for kind in MessageType)
-
 
 def hash_code(name: str) -> int:
     """Node's ``hashCode``: Java's string hash over the UTF-16 code units of
@@ -100,7 +88,7 @@ def encode_entry(key, max_len, kind, data, uid, nsp) -> StreamEntry:
     fields = [(b'uid', uid.encode()), (b'nsp', nsp.encode()),
               (b'type', b'%d' % kind)]
     if data is not None:
-        if kind in _MAY_CONTAIN_BINARY and envelope.has_binary(data):
+        if kind in envelope.MAY_CONTAIN_BINARY and envelope.has_binary(data):
             value = base64.b64encode(protocol.dumps_msgpack(data))
         else:
             value = protocol.dumps_json(data)
@@ -122,7 +110,7 @@ def _entry_type(value):
     if not isinstance(value, bytes) or not 1 <= len(value) <= 2 or not value.isdigit():
         raise ProtocolError('unknown message type %s' % protocol.quote(value))
     kind = int(value)
-    if kind not in _TYPE_VALUES:
+    if kind not in envelope.TYPE_VALUES:
         raise ProtocolError('unknown message type %d' % kind)
     return MessageType(kind)
 
@@ -156,27 +144,9 @@ def decode_entry_envelope(fields) -> envelope.Envelope:
     uid = _text(fields.get(b'uid'), 'uid')
     nsp = _text(fields.get(b'nsp'), 'nsp')
     data = _entry_data(fields.get(b'data'))
-    if kind not in _NO_DATA and not isinstance(data, dict):
+    if kind not in envelope.NO_DATA and not isinstance(data, dict):
         raise ProtocolError('%s needs a map data, got %s' % (kind.name, type(data).__name__))
     return envelope.Envelope(kind, data, uid, nsp)
-
-
-def message_of(message: envelope.Envelope, where):
-    """What an envelope of this server's namespace means: a Broadcast (one
-    without ``requestId``), a Request, a Response, or Ignored.
-
-    :raises ProtocolError: if its data is malformed.
-    """
-    if message.type == MessageType.BROADCAST and message.data.get('requestId') is None:
-        return envelope.broadcast_of(message)
-    request = envelope.request_of(message)
-    if request is not None:
-        return request
-    response = envelope.response_of(message)
-    if response is not None:
-        return Response(response['requestId'], response, message.uid)
-    return Ignored("%s in %s: other adapters' business" % (message.type.name, where),
-                   message.uid, message.type.name, message.nsp)
 
 
 # request type -> (envelope type, data(request)); requests with a request id
@@ -328,4 +298,4 @@ class StreamsDialect(ShardedDialect):
         if message.nsp != nsp:
             return Ignored('an entry for %r in %s' % (message.nsp, where), message.uid,
                            message.type.name, message.nsp)
-        return message_of(message, where)
+        return envelope.message_of(message, ' in ' + where)
