@@ -4,6 +4,8 @@ python-socketio: checked against 5.8.0 (the declared floor), 5.9.0 and 5.18.1
 (installed); redis-py: 5.0.1 (the floor) and 8.1.0 (installed). Each function
 says what it reads and since when it exists.
 """
+import inspect
+
 import bidict
 from engineio import packet as eio_packet
 
@@ -97,3 +99,12 @@ def pre_connect_with_sid(manager, eio_sid, namespace, sid):
     manager.basic_enter_room(sid, namespace, sid, eio_sid=eio_sid)
     manager.pending_connect.setdefault(namespace, []).append(sid)
     return sid
+
+
+def gets_disconnect_reason(server):
+    """True if ``Server._handle_eio_disconnect`` takes the reason (5.12.0 on)."""
+    method = getattr(server, '_handle_eio_disconnect', None)
+    try:
+        return method is not None and len(inspect.signature(method).parameters) >= 2
+    except (TypeError, ValueError):
+        return False

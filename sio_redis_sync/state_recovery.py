@@ -54,7 +54,8 @@ class StateRecovery:
         python-socketio lacks them."""
         if self._recovery is None:
             return
-        ok = internals.wrap_method(server, '_send_packet', self._adding_pid) and \
+        ok = internals.gets_disconnect_reason(server) and \
+            internals.wrap_method(server, '_send_packet', self._adding_pid) and \
             internals.wrap_method(server, '_handle_eio_disconnect', self._noting_reason,
                                   eio_event='disconnect')
         if not ok:
