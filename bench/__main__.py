@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from . import cluster, micro, report, sharded, streams
+from . import cluster, micro, recovery, report, sharded, streams
 from .common import BENCH_DIR, RedisServer, Results, machine
 
 WORKLOADS = {
@@ -31,6 +31,7 @@ def cluster_api(results, redis_url, impls, short):
 WORKLOADS['cluster_api'] = cluster_api
 WORKLOADS['sharded'] = sharded.run
 WORKLOADS['streams'] = streams.run
+WORKLOADS['recovery'] = recovery.run
 
 
 # the row kinds a workload writes, where they differ from its name

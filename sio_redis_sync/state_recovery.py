@@ -32,6 +32,9 @@ class StateRecovery:
             raise ValueError("connection_state_recovery needs mode='streams'")
         self._recovery = recovery.options_of(option)
         self._pids = {}         # (namespace, sid) -> pid
+        # (namespace, sid) -> its rooms (a dict as an ordered set): a socket's
+        # rooms without scanning every room of the namespace
+        self._socket_rooms = {}
         self._recovering = {}   # (eio_sid, namespace) -> session, while connecting
         self._recovered = set()  # (namespace, sid) recovered at its last connect
         self._leaving = {}      # eio_sid -> disconnect reason, while disconnecting
@@ -177,8 +180,7 @@ class StateRecovery:
         if pid is None:
             return None
         with self._lock:
-            rooms = [room for room, members in self.rooms.get(namespace, {}).items()
-                     if room is not None and sid in members]
+            rooms = list(self._socket_rooms.get((namespace, sid), ()))
         try:
             data = self.server.get_session(sid, namespace=namespace)
         except (KeyError, TypeError):  # the Engine.IO session is gone
@@ -191,11 +193,15 @@ class StateRecovery:
     def basic_enter_room(self, sid, namespace, room, eio_sid=None):
         super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
         if room is not None and self._recovery is not None:
+            with self._lock:
+                self._socket_rooms.setdefault((namespace, sid), {})[room] = None
             self._mark(namespace, sid)
 
     def basic_leave_room(self, sid, namespace, room):
         super().basic_leave_room(sid, namespace, room)
         if self._recovery is not None:
+            with self._lock:
+                self._socket_rooms.get((namespace, sid), {}).pop(room, None)
             self._mark(namespace, sid)
 
     def _mark(self, namespace, sid):
@@ -214,9 +220,12 @@ class StateRecovery:
                 self._submit(self._forget_sessions, [pid])
         self._pids.pop(key, None)
         self._recovered.discard(key)
+        result = super().basic_disconnect(sid, namespace, **kwargs)
+        with self._lock:
+            self._socket_rooms.pop(key, None)
         with self._dirty_lock:
             self._dirty.discard(key)
-        return super().basic_disconnect(sid, namespace, **kwargs)
+        return result
 
     def _write_sessions(self, sessions):
         ttl = self._recovery['max_disconnection_duration']

@@ -91,3 +91,30 @@ def test_offsets_are_stream_ids():
 ])
 def test_which_broadcasts_a_socket_missed_is_node_s_rule(rooms, to, skip, missed):
     assert includes(rooms, to, skip) is missed
+
+
+def test_a_session_s_rooms_follow_joins_leaves_and_closed_rooms():
+    # the per-socket room index the sessions are written from (a scan of every
+    # room per socket made a full write of 10,000 sessions take a minute)
+    import socketio
+    manager = RedisManager('redis://localhost:1/0', mode='streams',
+                           connection_state_recovery=True)
+    socketio.Server(client_manager=manager, async_mode='threading')
+    sids = []
+    for n in range(3):
+        sid = manager.pre_connect('e%d' % n, '/')
+        manager.connect(sid, '/')
+        sids.append(sid)
+    a, b, c = sids
+    manager.basic_enter_room(a, '/', 'x')
+    manager.basic_enter_room(a, '/', 7)
+    manager.basic_enter_room(b, '/', 'x')
+    manager.basic_leave_room(a, '/', 7)
+    manager.basic_close_room('x', '/')
+    manager.basic_enter_room(c, '/', 'y')
+    for sid in sids:
+        pid, encoded = manager._session_of('/', sid)
+        session = decode_session(encoded)
+        assert session['rooms'] == manager.get_rooms(sid, '/') and session['pid'] == pid
+    manager.basic_disconnect(c, '/')
+    assert manager._session_of('/', c) is None
