@@ -331,6 +331,7 @@ class RedisManager(Health, ClusterAPI, StateRecovery, RemoteMessages, LocalClien
         if self._legacy is not None:
             self._legacy.after_fork()
         self._routes.after_fork()
+        self._recovery_after_fork()
         self._worker.after_fork()
         self._pending.after_fork()
         publisher = self._publisher

@@ -31,6 +31,11 @@ class StateRecovery:
         if option and not streams:
             raise ValueError("connection_state_recovery needs mode='streams'")
         self._recovery = recovery.options_of(option)
+        self._recovery_after_fork()
+
+    def _recovery_after_fork(self):
+        """Nothing of recovery's state (also in a forked child: the parent's
+        sockets, locks and refresher are not its own)."""
         self._pids = {}         # (namespace, sid) -> pid
         # (namespace, sid) -> its rooms (a dict as an ordered set): a socket's
         # rooms without scanning every room of the namespace
