@@ -108,3 +108,11 @@ def gets_disconnect_reason(server):
         return method is not None and len(inspect.signature(method).parameters) >= 2
     except (TypeError, ValueError):
         return False
+
+
+def has_pre_connect():
+    """True if python-socketio's managers register a client in two steps,
+    ``pre_connect(eio_sid, namespace)`` then ``connect(sid, namespace)``
+    (5.18.0 on; before, ``connect(eio_sid, namespace)`` did both)."""
+    from socketio import base_manager
+    return hasattr(base_manager.BaseManager, 'pre_connect')

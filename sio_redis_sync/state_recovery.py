@@ -62,13 +62,14 @@ class StateRecovery:
         python-socketio lacks them."""
         if self._recovery is None:
             return
-        ok = internals.gets_disconnect_reason(server) and \
+        ok = internals.has_pre_connect() and internals.gets_disconnect_reason(server) and \
             internals.wrap_method(server, '_send_packet', self._adding_pid) and \
             internals.wrap_method(server, '_handle_eio_disconnect', self._noting_reason,
                                   eio_event='disconnect')
         if not ok:
-            raise SioRedisError('connection_state_recovery needs python-socketio >= 5.12 '
-                                '(Server._send_packet and _handle_eio_disconnect)')
+            raise SioRedisError('connection_state_recovery needs python-socketio >= 5.18 '
+                                '(Manager.pre_connect, Server._send_packet and '
+                                '_handle_eio_disconnect with its reason)')
 
     def _adding_pid(self, original):
         def send_packet(eio_sid, pkt):

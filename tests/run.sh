@@ -21,14 +21,15 @@ status=0
 
 version=$(.venv/bin/python -c 'import sys; print("py%d%d" % sys.version_info[:2])')
 if [ -n "${CI:-}" ]; then
-  # CI covers the oldest, the newest and 3.11; a missing interpreter fails it.
-  envs=py39,py313,lint,type
+  # CI covers the oldest, the newest and 3.11 (and connection state recovery on
+  # the oldest python-socketio it supports); a missing interpreter fails it.
+  envs=py39,py313,recovery-oldest,lint,type
   [ "$version" = py311 ] || envs=py311,$envs
   echo "CI: the suite ran on $version above; now tox -e $envs"
   .venv/bin/python -m pip install -q --disable-pip-version-check 'tox>=4'
   .venv/bin/tox -e "$envs" || status=$?
 else
   echo "the suite ran on $version only; 'tox' runs it on Python 3.9 to 3.13 plus lint and type" \
-    "(CI runs py39, py313, lint and type besides)"
+    "(CI runs py39, py313, recovery-oldest, lint and type besides)"
 fi
 exit $status

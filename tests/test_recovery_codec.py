@@ -118,3 +118,16 @@ def test_a_session_s_rooms_follow_joins_leaves_and_closed_rooms():
         assert session['rooms'] == manager.get_rooms(sid, '/') and session['pid'] == pid
     manager.basic_disconnect(c, '/')
     assert manager._session_of('/', c) is None
+
+
+def test_python_socketio_without_pre_connect_is_refused_loudly(monkeypatch):
+    # python-socketio < 5.18 registers a client in one step (connect): a
+    # recovered socket could not keep its id, so recovery is refused at once
+    import socketio
+    from socketio import base_manager
+    from sio_redis_sync import SioRedisError
+    monkeypatch.delattr(base_manager.BaseManager, 'pre_connect', raising=False)
+    manager = RedisManager('redis://localhost:1/0', mode='streams',
+                           connection_state_recovery=True)
+    with pytest.raises(SioRedisError, match='python-socketio >= 5.18'):
+        socketio.Server(client_manager=manager, async_mode='threading')
