@@ -7,13 +7,23 @@ const { parseFlags, decodeBin, encodeBin, printLine, readJsonLines } = require("
 
 const flags = parseFlags(process.argv.slice(2), ["url"]);
 const nsp = flags.nsp || "/";
-const socket = io(flags.url + (nsp === "/" ? "" : nsp), {
+const options = {
   transports: ["websocket"],
   reconnection: false,
   query: { rooms: flags.rooms || "" },
-});
+};
+// --reconnect yes: reconnect 200 ms after a lost connection, every time (the
+// client then sends {pid, offset} in its auth: connection state recovery)
+if (flags.reconnect === "yes") {
+  Object.assign(options, { reconnection: true, reconnectionDelay: 200,
+    reconnectionDelayMax: 200, randomizationFactor: 0 });
+}
+// --auth JSON: the CONNECT packet's auth payload
+if (flags.auth !== undefined) options.auth = JSON.parse(flags.auth);
+const socket = io(flags.url + (nsp === "/" ? "" : nsp), options);
 
-socket.on("connect", () => printLine({ type: "connect", sid: socket.id }));
+socket.on("connect", () => printLine({ type: "connect", sid: socket.id,
+  recovered: socket.recovered }));
 socket.on("connect_error", (err) => printLine({ type: "connect_error", message: err.message }));
 socket.on("disconnect", (reason) => printLine({ type: "disconnect", reason }));
 
