@@ -44,6 +44,15 @@ def valid_offset(offset):
     return isinstance(offset, str) and _OFFSET.match(offset) is not None
 
 
+def offset_order(value):
+    """``(ms, seq)`` of an offset, to compare them; None if ``value`` is not
+    one (the last argument of an event without an offset)."""
+    if not valid_offset(value):
+        return None
+    ms, seq = value.split('-')
+    return int(ms), int(seq)
+
+
 def next_offset(offset):
     """The smallest id after ``offset`` (exclusive ranges need Redis 6.2)."""
     ms, seq = offset.split('-')

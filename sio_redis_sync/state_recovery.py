@@ -37,6 +37,13 @@ class StateRecovery:
         self._leaving = {}      # eio_sid -> disconnect reason, while disconnecting
         self._dirty = set()     # (namespace, sid) whose session must be written
         self._dirty_lock = threading.Lock()
+        # a recovered socket's live events wait while its missed ones are
+        # sent: (namespace, sid) -> [data], from its rooms' join to the end
+        # of the catch-up; then those at or before the last entry it was sent
+        # are dropped (a stream reader behind): (namespace, sid) -> offset
+        self._catching_up = {}
+        self._floors = {}
+        self._catch_lock = threading.Lock()
         self._sessions = None
         self._refresher = None
 
@@ -103,6 +110,7 @@ class StateRecovery:
             self._log.info('offset no longer in the stream: a new session')
             return
         session['missed'] = self._missed(namespace, session['rooms'], entries)
+        session['last'] = entries[-1][0].decode('ascii') if entries else offset
         self._recovering[(eio_sid, namespace)] = session
 
     def _missed(self, namespace, rooms, entries):
@@ -128,6 +136,9 @@ class StateRecovery:
             with self._lock:
                 sid = internals.pre_connect_with_sid(self, eio_sid, namespace, session['sid'])
                 if sid is not None:
+                    with self._catch_lock:  # before any broadcast can select it
+                        self._catching_up[(namespace, sid)] = []
+                        self._floors.pop((namespace, sid), None)
                     for room in session['rooms']:
                         if room != sid:
                             self.basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
@@ -148,14 +159,78 @@ class StateRecovery:
         return sid
 
     def _after_connect(self, eio_sid, namespace):
-        """Send a recovered socket the packets it missed, after its CONNECT."""
+        """Send a recovered socket the packets it missed, after its CONNECT:
+        those read before it joined its rooms, those added since (which its
+        rooms may not have got), then the live ones held back meanwhile; each
+        once, in the stream's order."""
         session = self._recovering.pop((eio_sid, namespace), None)
-        if session is None or not self.is_connected(session['sid'], namespace):
+        if session is None:
             return
-        server = self.server
-        for data in session['missed']:
-            internals.send_packet(server, eio_sid, server.packet_class(
-                sio_packet.EVENT, namespace=namespace, data=data))
+        key = (namespace, session['sid'])
+        if not self.is_connected(session['sid'], namespace):
+            with self._catch_lock:
+                self._catching_up.pop(key, None)
+            return
+        missed, last = session['missed'], session['last']
+        try:
+            entries = self._sessions.entries_after(self._dialect.stream_key(namespace), last)
+        except (PublishError, ProtocolError) as exc:
+            entries = None
+            self._log.warning('connection state recovery: cannot read the stream (%s)', exc)
+        if entries:
+            missed = missed + self._missed(namespace, session['rooms'], entries)
+            last = entries[-1][0].decode('ascii')
+        self._catch_up(namespace, session['sid'], eio_sid, missed,
+                       recovery.offset_order(last))
+
+    def _catch_up(self, namespace, sid, eio_sid, missed, floor):
+        """Send ``missed``, then what was held back after ``floor`` (the last
+        entry read), until nothing is; from then on the socket gets its
+        events as they come, but those at or before ``floor``."""
+        key, pending = (namespace, sid), missed
+        while True:
+            for data in pending:
+                super()._deliver(namespace, data, {sid: eio_sid})
+            with self._catch_lock:
+                held = self._catching_up.get(key)
+                if not held:
+                    self._catching_up.pop(key, None)
+                    self._floors[key] = floor
+                    return
+                self._catching_up[key] = []
+            pending = []
+            for data in held:
+                order = recovery.offset_order(data[-1]) if data else None
+                if order is None or order > floor:
+                    pending.append(data)
+                    floor = floor if order is None else order
+
+    def _deliver(self, namespace, data, targets, callback=None, ttl=None):
+        """LocalClients' ``_deliver``, but to sockets catching up: held
+        back, or dropped if sent already (see :meth:`_catch_up`)."""
+        if callback is None and targets and (self._catching_up or self._floors):
+            targets = self._not_held_back(namespace, data, targets)
+        return super()._deliver(namespace, data, targets, callback, ttl)
+
+    def _not_held_back(self, namespace, data, targets):
+        order = recovery.offset_order(data[-1]) if data else None
+        with self._catch_lock:
+            keys = [(namespace, sid) for sid in targets] \
+                if len(targets) <= len(self._catching_up) + len(self._floors) else \
+                [key for key in list(self._catching_up) + list(self._floors)
+                 if key[0] == namespace and key[1] in targets]
+            kept = None
+            for key in keys:
+                held = self._catching_up.get(key)
+                floor = self._floors.get(key)
+                if held is not None:
+                    held.append(data)
+                elif floor is None or order is None or order > floor:
+                    continue
+                if kept is None:
+                    kept = dict(targets)
+                kept.pop(key[1], None)
+        return targets if kept is None else kept
 
     # ------------------------------------------------------------ offsets
 
@@ -213,6 +288,9 @@ class StateRecovery:
                 self._submit(self._forget_sessions, [pid])
         self._pids.pop(key, None)
         self._recovered.discard(key)
+        with self._catch_lock:
+            self._catching_up.pop(key, None)
+            self._floors.pop(key, None)
         with self._dirty_lock:
             self._dirty.discard(key)
         return super().basic_disconnect(sid, namespace, **kwargs)
