@@ -320,6 +320,12 @@ class NodeClient(_NodeProcess):
                 self._cond.wait(remaining)
         raise AssertionError('unexpected %r: received events %r' % (event, self.events))
 
+    def wait_disconnects(self, count, timeout=5.0):
+        """Wait for the ``count``-th disconnect line; return its reason."""
+        found = self.wait(lambda: self._of_type('disconnect')[count - 1:], timeout,
+                          '%d disconnect(s)' % count)
+        return found[0]['reason']
+
     def wait_disconnect(self, timeout=5.0):
         """Wait for the disconnect line; return its reason."""
         found = self.wait(lambda: self._of_type('disconnect'), timeout, 'disconnect')
@@ -328,6 +334,14 @@ class NodeClient(_NodeProcess):
     def emit(self, event, *args):
         """Emit ``event`` to the server (bytes arguments arrive as Buffers)."""
         self.send({'op': 'emit', 'event': event, 'args': list(args)})
+
+    def disconnect(self):
+        """``socket.disconnect()``: leave for good (the client keeps its pid)."""
+        self.send({'op': 'disconnect'})
+
+    def connect(self):
+        """``socket.connect()`` again after :meth:`disconnect`."""
+        self.send({'op': 'connect'})
 
     def ctl(self, timeout=10.0, **op):
         """Send a ``ctl`` operation to the server; return its ack data."""

@@ -3,8 +3,11 @@ to it, it forwards each connection to the server it currently routes to.
 
 Owns its listening socket, every proxied connection pair and their threads:
 :meth:`TcpProxy.drop` closes every pair (the clients see their transport
-close, the servers their client go away), :meth:`TcpProxy.route_to` sends new
-connections elsewhere, :meth:`TcpProxy.close` stops everything and joins.
+close, the servers their client go away), :meth:`TcpProxy.cut` closes only
+the clients' side (the servers' side stays open and silent, as a connection
+whose client vanished: the server learns it at its ping timeout),
+:meth:`TcpProxy.route_to` sends new connections elsewhere,
+:meth:`TcpProxy.close` stops everything and joins.
 """
 import selectors
 import socket
@@ -21,6 +24,7 @@ class _Pair:
         self.downstream = downstream
         self.upstream = upstream
         self._closed = threading.Event()
+        self._cut = threading.Event()
         self.threads = [threading.Thread(target=self._pump, args=(a, b), daemon=True,
                                          name='tcpproxy-pump')
                         for a, b in ((downstream, upstream), (upstream, downstream))]
@@ -28,15 +32,31 @@ class _Pair:
             thread.start()
 
     def _pump(self, source, sink):
-        try:
-            while not self._closed.is_set():
+        while not self._closed.is_set():
+            try:
                 data = source.recv(CHUNK)
-                if not data:
-                    break
+            except OSError:
+                break  # closed by drop(), or by a peer: the pair ends either way
+            if not data:
+                break
+            if self._cut.is_set():
+                continue  # the client is gone: the server talks to nobody
+            try:
                 sink.sendall(data)
+            except OSError:
+                if not self._cut.is_set():
+                    break
+        # once cut, only the server closing its side ends the pair
+        if source is self.upstream or not self._cut.is_set():
+            self.close()
+
+    def cut(self):
+        """Close the client's side only; what the server sends is discarded."""
+        self._cut.set()
+        try:
+            self.downstream.shutdown(socket.SHUT_RDWR)
         except OSError:
-            pass  # closed by drop(), or by a peer: the pair ends either way
-        self.close()
+            pass  # not connected any more
 
     def close(self):
         """Close both sides at once (what a dropped network looks like to
@@ -72,6 +92,7 @@ class TcpProxy:
         self._target = target_port
         self._lock = threading.Lock()
         self._pairs = []
+        self._cut_pairs = []    # cut(): kept until their server closes, or close()
         self._stop = threading.Event()
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -133,6 +154,18 @@ class TcpProxy:
             pair.join(5)
         return len(live)
 
+    def cut(self):
+        """Close the clients' side of every proxied connection; the servers'
+        side stays open (and silent) until the server closes it or
+        :meth:`close`. Returns how many were open."""
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+            live = [pair for pair in pairs if not pair.closed]
+            self._cut_pairs.extend(live)
+        for pair in live:
+            pair.cut()
+        return len(live)
+
     def open_count(self):
         """How many proxied connections are open."""
         with self._lock:
@@ -143,6 +176,9 @@ class TcpProxy:
         self._stop.set()
         self._thread.join(5)
         self._listener.close()
+        with self._lock:
+            self._pairs.extend(self._cut_pairs)
+            self._cut_pairs = []
         self.drop()
 
     def __enter__(self):

@@ -421,3 +421,52 @@ def test_what_is_sent_while_a_socket_recovers_arrives_once_in_order(
         caught_up(client, 'tick', [0, 1, 'during recovery', 'welcome back'], 'barrier')
     finally:
         witness.close()
+
+
+def first_within(predicate, within):
+    """The first truthy ``predicate()`` within ``within`` seconds, or None."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    return None
+
+
+def test_the_old_server_of_a_socket_that_moved_no_longer_writes_its_session(
+        servers, proxy, emitter, clients, redis_url):
+    """The client vanished without a word (its connection to A open and
+    silent: A counts the socket as connected until its ping timeout) and
+    recovered on B. A must not write the session again: neither over B's
+    newer one, nor back once the socket left for good (a pid recovers once)."""
+    a = servers.python('A', duration=2.0)   # A writes all its sessions every 0.5 s
+    b = servers.python('B')                 # B only what changed (every 15 s all)
+    proxy.route_to(a.port)
+    client = clients(proxy.url)
+    first = client.wait_connects(1)
+    sid = first['sid']
+    emitter.to('r1').emit('tick', 0)
+    client.wait_for('tick')
+    wait_until(lambda: stored_sessions(redis_url, sid), 5.0, message='the session in Redis')
+
+    assert proxy.cut() == 1
+    recovered_as(first, come_back(proxy, b.port, client, 2))
+    assert a.manager.is_connected(sid, '/')  # A has not noticed
+    remember(client, 'on B', 'b-room')
+    wait_until(lambda: any('b-room' in s['rooms'] for s in stored_sessions(redis_url, sid)),
+               5.0, message="B's session in Redis")
+    period = 2.0 * 0.25
+    stale = first_within(lambda: [(s['rooms'], s['data']) for s in stored_sessions(redis_url, sid)
+                                  if 'b-room' not in s['rooms']], 3 * period)
+    assert not stale, 'A wrote its old session over B\'s: %r' % stale
+
+    client.disconnect()                      # for good: B deletes the session
+    client.wait_disconnects(2)
+    wait_until(lambda: not stored_sessions(redis_url, sid), 5.0, message='B to delete it')
+    revived = first_within(lambda: [(s['rooms'], s['data'])
+                                    for s in stored_sessions(redis_url, sid)], 3 * period)
+    assert not revived, 'A wrote the session back: %r' % revived
+    client.connect()                         # with its pid: nothing to recover
+    again = client.wait_connects(3)
+    assert again['recovered'] is False and again['sid'] != sid

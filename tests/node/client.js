@@ -1,5 +1,6 @@
 // A socket.io-client 4.8.4 peer: prints what it receives as JSON lines and
-// takes `emit` / `ctl` commands as JSON lines on stdin; exits when stdin closes.
+// takes `emit` / `ctl` / `disconnect` / `connect` commands as JSON lines on
+// stdin; exits when stdin closes.
 "use strict";
 
 const { io } = require("socket.io-client");
@@ -43,6 +44,12 @@ function handle(cmd) {
       socket.emit("ctl", cmd.data, (reply) => {
         printLine({ type: "ack", id: cmd.id, data: encodeBin(reply) });
       });
+      return;
+    case "disconnect":  // for good: no session kept (socket.io-client keeps its pid)
+      socket.disconnect();
+      return;
+    case "connect":
+      socket.connect();
       return;
     default:
       throw new Error(`unknown stdin op ${JSON.stringify(cmd.op)}`);
