@@ -470,3 +470,26 @@ def test_the_old_server_of_a_socket_that_moved_no_longer_writes_its_session(
     client.connect()                         # with its pid: nothing to recover
     again = client.wait_connects(3)
     assert again['recovered'] is False and again['sid'] != sid
+
+
+def test_the_old_server_of_a_socket_that_moved_to_node_no_longer_writes_its_session(
+        servers, proxy, emitter, clients, redis_url):
+    """As above, the socket recovering on a Node server: Node took the
+    session (GETDEL) and writes it only when the socket leaves; A, which
+    still counts the socket as connected, must not write it back."""
+    a, node = servers.python('A', duration=2.0), servers.node()
+    proxy.route_to(a.port)
+    client = clients(proxy.url)
+    first = client.wait_connects(1)
+    emitter.to('r1').emit('tick', 0)
+    client.wait_for('tick')
+    wait_until(lambda: stored_sessions(redis_url, first['sid']), 5.0,
+               message='the session in Redis')
+
+    assert proxy.cut() == 1
+    recovered_as(first, come_back(proxy, node.port, client, 2))
+    assert a.manager.is_connected(first['sid'], '/')  # A has not noticed
+    revived = first_within(lambda: [(s['rooms'], s['data'])
+                                    for s in stored_sessions(redis_url, first['sid'])],
+                           3 * 2.0 * 0.25)
+    assert not revived, 'A wrote the session back: %r' % revived
