@@ -37,6 +37,10 @@ class StateRecovery:
         self._leaving = {}      # eio_sid -> disconnect reason, while disconnecting
         self._dirty = set()     # (namespace, sid) whose session must be written
         self._dirty_lock = threading.Lock()
+        # (namespace, sid) -> the session this server wrote last: it writes
+        # again only over that (see SessionStore.save); one write at a time
+        self._written = {}
+        self._write_lock = threading.Lock()
         # a recovered socket's live events wait while its missed ones are
         # sent: (namespace, sid) -> [data], from its rooms' join to the end
         # of the catch-up; then those at or before the last entry it was sent
@@ -281,12 +285,12 @@ class StateRecovery:
         pid = self._pids.get(key)
         if pid is not None:
             reason = self._leaving.get(self.eio_sid_from_sid(sid, namespace))
+            saved = self._session_of(namespace, sid)
+            self._pids.pop(key, None)  # before the last write: no refresh after it
             if reason in recovery.RECOVERABLE:
-                saved = self._session_of(namespace, sid)
-                self._submit(self._write_sessions, [saved])
+                self._submit(self._write_sessions, [(key, saved)], True)
             else:
-                self._submit(self._forget_sessions, [pid])
-        self._pids.pop(key, None)
+                self._submit(self._forget_session, key, pid)
         self._recovered.discard(key)
         with self._catch_lock:
             self._catching_up.pop(key, None)
@@ -295,25 +299,51 @@ class StateRecovery:
             self._dirty.discard(key)
         return super().basic_disconnect(sid, namespace, **kwargs)
 
-    def _write_sessions(self, sessions):
-        ttl = self._recovery['max_disconnection_duration']
-        try:
-            self._sessions.save([found for found in sessions if found is not None], ttl)
-        except PublishError as exc:
-            self._log.warning('cannot keep %d session(s) for recovery: %s', len(sessions), exc)
+    def _write_current(self, keys):
+        """Write the sessions of the local sockets ``keys`` (refresher, close())."""
+        self._write_sessions([(key, self._session_of(*key)) for key in keys])
 
-    def _forget_sessions(self, pids):
-        try:
-            self._sessions.forget(pids)
-        except PublishError as exc:
-            self._log.warning('cannot delete %d session(s): %s', len(pids), exc)
+    def _write_sessions(self, sessions, last=False):
+        """Write ``(key, (pid, encoded))`` of ``sessions``, each over what this
+        server wrote last, if anything: a socket whose session Redis holds
+        no more as this server wrote it is another server's now (it recovered
+        there while its connection here looked alive), or was taken: this
+        server writes it no more. ``last``: the sockets left (recoverably)."""
+        ttl = self._recovery['max_disconnection_duration']
+        with self._write_lock:
+            batch = [(key, found) for key, found in sessions if found is not None and
+                     (last or self._pids.get(key) == found[0])]
+            try:
+                lost = set(self._sessions.save(
+                    [(pid, encoded, self._written.get(key)) for key, (pid, encoded) in batch],
+                    ttl))
+            except PublishError as exc:
+                self._log.warning('cannot keep %d session(s) for recovery: %s', len(batch), exc)
+                return
+            for key, (pid, encoded) in batch:
+                if last or pid in lost:
+                    self._written.pop(key, None)
+                else:
+                    self._written[key] = encoded
+                if pid in lost and not last:
+                    self._pids.pop(key, None)  # at its disconnect: neither written nor deleted
+        if lost:
+            self._log.info('%d socket(s) recovered elsewhere while connected here (or Redis '
+                           'lost their session): their session is no longer written here',
+                           len(lost))
+
+    def _forget_session(self, key, pid):
+        with self._write_lock:
+            try:
+                self._sessions.forget([(pid, self._written.pop(key, None))])
+            except PublishError as exc:
+                self._log.warning('cannot delete a session: %s', exc)
 
     def _save_all_sessions(self):
         """Write the session of every local socket now (graceful shutdown)."""
         if self._recovery is None or self._sessions is None:
             return
-        self._write_sessions([self._session_of(namespace, sid)
-                              for namespace, sid in list(self._pids)])
+        self._write_current(list(self._pids))
 
     # ------------------------------------------------------------ refresher
 
@@ -351,5 +381,4 @@ class StateRecovery:
             else:
                 keys = list(dirty)
             if keys:
-                self._write_sessions([self._session_of(namespace, sid)
-                                      for namespace, sid in keys])
+                self._write_current(keys)
