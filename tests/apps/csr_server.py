@@ -13,8 +13,7 @@ A new socket joins the rooms of its ``rooms`` query parameter and gets the
 session ``{'first': NAME}``; a recovered one is left as it came back.
 Events: ``remember(note, room)`` saves ``{'note': note}`` as its session,
 joins ``room`` and answers ``remembered``; ``whoami()`` answers with a ``me``
-event (sid, recovered, rooms, session, server name); ``shout(room, value)``
-emits ``shouted`` to ``room``.
+event (sid, recovered, rooms, session, server name).
 """
 import os
 import pathlib
@@ -60,10 +59,6 @@ def build(redis_url, key, stream_name, duration, name):
         sio.emit('me', {'sid': sid, 'recovered': manager.recovered(sid),
                         'rooms': sorted(sio.rooms(sid)), 'session': sio.get_session(sid),
                         'server': name}, to=sid)
-
-    @sio.on('shout')
-    def shout(sid, room, value):
-        sio.emit('shouted', value, to=room)
 
     return sio, manager
 
