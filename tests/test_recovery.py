@@ -6,10 +6,13 @@ and sends the reconnection to another server.
 Owns the recovery scenarios across servers: Python to Python, Python to Node,
 Node to Python, an expired session, a Python server's graceful shutdown and
 its SIGKILL (its sessions were kept current in Redis while it lived),
-malformed pid and offset in the auth, and 200 messages at 100/s across two
-drops. Each test has its own key and stream; the servers are
-tests/apps/csr_server.py (in this process, or as a process of its own to be
-stopped) and tests/node/server.js with connectionStateRecovery.
+malformed pid and offset in the auth, 200 messages at 100/s across two
+drops, what is sent while a socket recovers, and the old server of a socket
+that moved while its connection there looked alive (cut: open and silent),
+which must no longer write its session. Each test has its own key and
+stream; the servers are tests/apps/csr_server.py (in this process, or as a
+process of its own to be stopped) and tests/node/server.js with
+connectionStateRecovery.
 """
 import re
 import threading
