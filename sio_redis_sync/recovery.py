@@ -31,6 +31,22 @@ MAX_XRANGE_CALLS = 100
 XRANGE_COUNT = 1000
 _OFFSET = re.compile(r'[0-9]{1,20}-[0-9]{1,20}\Z')
 _PID_MAX = 256
+# compare and set, compare and delete: a server writes (or deletes) a session
+# only while Redis holds what it wrote last (else another server has the
+# socket now, or it was taken); one key each, so a cluster routes them
+_SWAP = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+_DELETE_IF = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 _REDIS_ERRORS = (redis.RedisError, OSError)
 
 
@@ -42,6 +58,15 @@ def new_pid():
 def valid_offset(offset):
     """True if ``offset`` is a stream id ``<ms>-<seq>`` (Node's check)."""
     return isinstance(offset, str) and _OFFSET.match(offset) is not None
+
+
+def offset_order(value):
+    """``(ms, seq)`` of an offset, to compare them; None if ``value`` is not
+    one (the last argument of an event without an offset)."""
+    if not valid_offset(value):
+        return None
+    ms, seq = value.split('-')
+    return int(ms), int(seq)
 
 
 def next_offset(offset):
@@ -131,26 +156,42 @@ class SessionStore:
         return self._prefix + pid
 
     def save(self, sessions, ttl):
-        """Keep each ``(pid, encoded)`` of ``sessions`` for ``ttl`` seconds
-        (one pipelined round trip, or one per slot on a cluster)."""
+        """Keep each ``(pid, encoded, expected)`` of ``sessions`` for ``ttl``
+        seconds (one pipelined round trip, or one per slot on a cluster):
+        whatever Redis holds if ``expected`` is None (the first write of a
+        new or recovered socket), else only if it still holds ``expected``.
+
+        :return: the pids not written (Redis holds something else, or nothing).
+        """
+        if not sessions:
+            return []
+        px = max(int(ttl * 1000), 1)
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for pid, encoded, expected in sessions:
+                if expected is None:
+                    pipe.set(self._key(pid), encoded, px=px)
+                else:
+                    pipe.eval(_SWAP, 1, self._key(pid), expected, encoded, px)
+            done = pipe.execute()
+        except _REDIS_ERRORS as exc:
+            raise PublishError(self._prefix + '*', exc) from exc
+        return [pid for (pid, _, expected), written in zip(sessions, done)
+                if expected is not None and not written]
+
+    def forget(self, sessions):
+        """Delete each ``(pid, expected)`` of ``sessions`` (a socket that left
+        for good): whatever Redis holds if ``expected`` is None, else only if
+        it still holds ``expected``."""
         if not sessions:
             return
         try:
             pipe = self._client.pipeline(transaction=False)
-            for pid, encoded in sessions:
-                pipe.set(self._key(pid), encoded, px=max(int(ttl * 1000), 1))
-            pipe.execute()
-        except _REDIS_ERRORS as exc:
-            raise PublishError(self._prefix + '*', exc) from exc
-
-    def forget(self, pids):
-        """Delete the sessions of ``pids`` (a socket that left for good)."""
-        if not pids:
-            return
-        try:
-            pipe = self._client.pipeline(transaction=False)
-            for pid in pids:
-                pipe.delete(self._key(pid))
+            for pid, expected in sessions:
+                if expected is None:
+                    pipe.delete(self._key(pid))
+                else:
+                    pipe.eval(_DELETE_IF, 1, self._key(pid), expected)
             pipe.execute()
         except _REDIS_ERRORS as exc:
             raise PublishError(self._prefix + '*', exc) from exc

@@ -45,6 +45,17 @@ class StateRecovery:
         self._leaving = {}      # eio_sid -> disconnect reason, while disconnecting
         self._dirty = set()     # (namespace, sid) whose session must be written
         self._dirty_lock = threading.Lock()
+        # (namespace, sid) -> the session this server wrote last: it writes
+        # again only over that (see SessionStore.save); one write at a time
+        self._written = {}
+        self._write_lock = threading.Lock()
+        # a recovered socket's live events wait while its missed ones are
+        # sent: (namespace, sid) -> [data], from its rooms' join to the end
+        # of the catch-up; then those at or before the last entry it was sent
+        # are dropped (a stream reader behind): (namespace, sid) -> offset
+        self._catching_up = {}
+        self._floors = {}
+        self._catch_lock = threading.Lock()
         self._sessions = None
         self._refresher = None
 
@@ -113,6 +124,7 @@ class StateRecovery:
             self._log.info('offset no longer in the stream: a new session')
             return
         session['missed'] = self._missed(namespace, session['rooms'], entries)
+        session['last'] = entries[-1][0].decode('ascii') if entries else offset
         self._recovering[(eio_sid, namespace)] = session
 
     def _missed(self, namespace, rooms, entries):
@@ -138,6 +150,9 @@ class StateRecovery:
             with self._lock:
                 sid = internals.pre_connect_with_sid(self, eio_sid, namespace, session['sid'])
                 if sid is not None:
+                    with self._catch_lock:  # before any broadcast can select it
+                        self._catching_up[(namespace, sid)] = []
+                        self._floors.pop((namespace, sid), None)
                     for room in session['rooms']:
                         if room != sid:
                             self.basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
@@ -158,14 +173,78 @@ class StateRecovery:
         return sid
 
     def _after_connect(self, eio_sid, namespace):
-        """Send a recovered socket the packets it missed, after its CONNECT."""
+        """Send a recovered socket the packets it missed, after its CONNECT:
+        those read before it joined its rooms, those added since (which its
+        rooms may not have got), then the live ones held back meanwhile; each
+        once, in the stream's order."""
         session = self._recovering.pop((eio_sid, namespace), None)
-        if session is None or not self.is_connected(session['sid'], namespace):
+        if session is None:
             return
-        server = self.server
-        for data in session['missed']:
-            internals.send_packet(server, eio_sid, server.packet_class(
-                sio_packet.EVENT, namespace=namespace, data=data))
+        key = (namespace, session['sid'])
+        if not self.is_connected(session['sid'], namespace):
+            with self._catch_lock:
+                self._catching_up.pop(key, None)
+            return
+        missed, last = session['missed'], session['last']
+        try:
+            entries = self._sessions.entries_after(self._dialect.stream_key(namespace), last)
+        except (PublishError, ProtocolError) as exc:
+            entries = None
+            self._log.warning('connection state recovery: cannot read the stream (%s)', exc)
+        if entries:
+            missed = missed + self._missed(namespace, session['rooms'], entries)
+            last = entries[-1][0].decode('ascii')
+        self._catch_up(namespace, session['sid'], eio_sid, missed,
+                       recovery.offset_order(last))
+
+    def _catch_up(self, namespace, sid, eio_sid, missed, floor):
+        """Send ``missed``, then what was held back after ``floor`` (the last
+        entry read), until nothing is; from then on the socket gets its
+        events as they come, but those at or before ``floor``."""
+        key, pending = (namespace, sid), missed
+        while True:
+            for data in pending:
+                super()._deliver(namespace, data, {sid: eio_sid})
+            with self._catch_lock:
+                held = self._catching_up.get(key)
+                if not held:
+                    self._catching_up.pop(key, None)
+                    self._floors[key] = floor
+                    return
+                self._catching_up[key] = []
+            pending = []
+            for data in held:
+                order = recovery.offset_order(data[-1]) if data else None
+                if order is None or order > floor:
+                    pending.append(data)
+                    floor = floor if order is None else order
+
+    def _deliver(self, namespace, data, targets, callback=None, ttl=None):
+        """LocalClients' ``_deliver``, but to sockets catching up: held
+        back, or dropped if sent already (see :meth:`_catch_up`)."""
+        if callback is None and targets and (self._catching_up or self._floors):
+            targets = self._not_held_back(namespace, data, targets)
+        return super()._deliver(namespace, data, targets, callback, ttl)
+
+    def _not_held_back(self, namespace, data, targets):
+        order = recovery.offset_order(data[-1]) if data else None
+        with self._catch_lock:
+            keys = [(namespace, sid) for sid in targets] \
+                if len(targets) <= len(self._catching_up) + len(self._floors) else \
+                [key for key in list(self._catching_up) + list(self._floors)
+                 if key[0] == namespace and key[1] in targets]
+            kept = None
+            for key in keys:
+                held = self._catching_up.get(key)
+                floor = self._floors.get(key)
+                if held is not None:
+                    held.append(data)
+                elif floor is None or order is None or order > floor:
+                    continue
+                if kept is None:
+                    kept = dict(targets)
+                kept.pop(key[1], None)
+        return targets if kept is None else kept
 
     # ------------------------------------------------------------ offsets
 
@@ -219,13 +298,16 @@ class StateRecovery:
         pid = self._pids.get(key)
         if pid is not None:
             reason = self._leaving.get(self.eio_sid_from_sid(sid, namespace))
+            saved = self._session_of(namespace, sid)
+            self._pids.pop(key, None)  # before the last write: no refresh after it
             if reason in recovery.RECOVERABLE:
-                saved = self._session_of(namespace, sid)
-                self._submit(self._write_sessions, [saved])
+                self._submit(self._write_sessions, [(key, saved)], True)
             else:
-                self._submit(self._forget_sessions, [pid])
-        self._pids.pop(key, None)
+                self._submit(self._forget_session, key, pid)
         self._recovered.discard(key)
+        with self._catch_lock:
+            self._catching_up.pop(key, None)
+            self._floors.pop(key, None)
         result = super().basic_disconnect(sid, namespace, **kwargs)
         with self._lock:
             self._socket_rooms.pop(key, None)
@@ -233,25 +315,51 @@ class StateRecovery:
             self._dirty.discard(key)
         return result
 
-    def _write_sessions(self, sessions):
-        ttl = self._recovery['max_disconnection_duration']
-        try:
-            self._sessions.save([found for found in sessions if found is not None], ttl)
-        except PublishError as exc:
-            self._log.warning('cannot keep %d session(s) for recovery: %s', len(sessions), exc)
+    def _write_current(self, keys):
+        """Write the sessions of the local sockets ``keys`` (refresher, close())."""
+        self._write_sessions([(key, self._session_of(*key)) for key in keys])
 
-    def _forget_sessions(self, pids):
-        try:
-            self._sessions.forget(pids)
-        except PublishError as exc:
-            self._log.warning('cannot delete %d session(s): %s', len(pids), exc)
+    def _write_sessions(self, sessions, last=False):
+        """Write ``(key, (pid, encoded))`` of ``sessions``, each over what this
+        server wrote last, if anything: a socket whose session Redis holds
+        no more as this server wrote it is another server's now (it recovered
+        there while its connection here looked alive), or was taken: this
+        server writes it no more. ``last``: the sockets left (recoverably)."""
+        ttl = self._recovery['max_disconnection_duration']
+        with self._write_lock:
+            batch = [(key, found) for key, found in sessions if found is not None and
+                     (last or self._pids.get(key) == found[0])]
+            try:
+                lost = set(self._sessions.save(
+                    [(pid, encoded, self._written.get(key)) for key, (pid, encoded) in batch],
+                    ttl))
+            except PublishError as exc:
+                self._log.warning('cannot keep %d session(s) for recovery: %s', len(batch), exc)
+                return
+            for key, (pid, encoded) in batch:
+                if last or pid in lost:
+                    self._written.pop(key, None)
+                else:
+                    self._written[key] = encoded
+                if pid in lost and not last:
+                    self._pids.pop(key, None)  # at its disconnect: neither written nor deleted
+        if lost:
+            self._log.info('%d socket(s) recovered elsewhere while connected here (or Redis '
+                           'lost their session): their session is no longer written here',
+                           len(lost))
+
+    def _forget_session(self, key, pid):
+        with self._write_lock:
+            try:
+                self._sessions.forget([(pid, self._written.pop(key, None))])
+            except PublishError as exc:
+                self._log.warning('cannot delete a session: %s', exc)
 
     def _save_all_sessions(self):
         """Write the session of every local socket now (graceful shutdown)."""
         if self._recovery is None or self._sessions is None:
             return
-        self._write_sessions([self._session_of(namespace, sid)
-                              for namespace, sid in list(self._pids)])
+        self._write_current(list(self._pids))
 
     # ------------------------------------------------------------ refresher
 
@@ -289,5 +397,4 @@ class StateRecovery:
             else:
                 keys = list(dirty)
             if keys:
-                self._write_sessions([self._session_of(namespace, sid)
-                                      for namespace, sid in keys])
+                self._write_current(keys)

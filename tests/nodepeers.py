@@ -196,19 +196,22 @@ class NodeServer(_NodeProcess):
 
     def __init__(self, redis_url, key, ready_timeout=20.0, requests_timeout=5.0,
                  mode='classic', subscription_mode='dynamic', cluster=False,
-                 namespaces=('/', '/admin'), **stream_options):
+                 namespaces=('/', '/admin'), recovery=None, **stream_options):
         # mode='sharded': createShardedAdapter with ``subscription_mode``, on
         # a standalone Redis 7 or (``cluster``) a Redis Cluster node-redis
         # reaches through ``createCluster``.
         # mode='streams': createAdapter of the streams adapter, channelPrefix
         # ``key``, with ``stream_options`` in the Python spelling (stream_name,
         # stream_count, max_len, read_count, use_sharded_pubsub)
+        # recovery: connectionStateRecovery on, maxDisconnectionDuration
+        # ``recovery`` seconds (skipMiddlewares), else off
+        more = [] if recovery is None else ['--recovery', int(recovery * 1000)]
         super().__init__('--redis', redis_url, '--key', key, '--port', 0,
                          '--requests-timeout', int(requests_timeout * 1000),
                          '--mode', mode, '--subscription-mode', subscription_mode,
                          '--cluster', 'yes' if cluster else 'no',
                          '--namespaces', ','.join(namespaces),
-                         *_stream_flags(mode, stream_options))
+                         *_stream_flags(mode, stream_options), *more)
         try:
             line = self.wait(self._ready_line, ready_timeout, 'READY <port>')
         except AssertionError:
@@ -249,8 +252,14 @@ class NodeClient(_NodeProcess):
     script = 'client.js'
     name = 'node-client'
 
-    def __init__(self, url, nsp='/', rooms=()):
-        super().__init__('--url', url, '--nsp', nsp, '--rooms', ','.join(rooms))
+    def __init__(self, url, nsp='/', rooms=(), reconnect=False, auth=None):
+        # reconnect: socket.io-client reconnects 200 ms after a lost
+        # connection (and asks for connection state recovery); auth: the
+        # CONNECT packet's payload
+        more = ['--reconnect', 'yes'] if reconnect else []
+        if auth is not None:
+            more += ['--auth', json.dumps(auth)]
+        super().__init__('--url', url, '--nsp', nsp, '--rooms', ','.join(rooms), *more)
         self._ctl_id = 0
         self._ctl_lock = threading.Lock()
 
@@ -266,6 +275,19 @@ class NodeClient(_NodeProcess):
             found = self._of_type('connect')
             return found[0]['sid'] if found else None
         return self.wait(connected, 10.0, 'connect')
+
+    @property
+    def connects(self):
+        """Every connection so far, as ``{'sid', 'recovered'}``."""
+        with self._cond:
+            return [{'sid': m['sid'], 'recovered': m.get('recovered')}
+                    for m in self._of_type('connect')]
+
+    def wait_connects(self, count, timeout=10.0):
+        """Wait for the ``count``-th connection; return it (``{'sid', 'recovered'}``)."""
+        self.wait(lambda: len(self._of_type('connect')) >= count, timeout,
+                  '%d connection(s)' % count)
+        return self.connects[count - 1]
 
     @property
     def events(self):
@@ -298,6 +320,12 @@ class NodeClient(_NodeProcess):
                 self._cond.wait(remaining)
         raise AssertionError('unexpected %r: received events %r' % (event, self.events))
 
+    def wait_disconnects(self, count, timeout=5.0):
+        """Wait for the ``count``-th disconnect line; return its reason."""
+        found = self.wait(lambda: self._of_type('disconnect')[count - 1:], timeout,
+                          '%d disconnect(s)' % count)
+        return found[0]['reason']
+
     def wait_disconnect(self, timeout=5.0):
         """Wait for the disconnect line; return its reason."""
         found = self.wait(lambda: self._of_type('disconnect'), timeout, 'disconnect')
@@ -306,6 +334,14 @@ class NodeClient(_NodeProcess):
     def emit(self, event, *args):
         """Emit ``event`` to the server (bytes arguments arrive as Buffers)."""
         self.send({'op': 'emit', 'event': event, 'args': list(args)})
+
+    def disconnect(self):
+        """``socket.disconnect()``: leave for good (the client keeps its pid)."""
+        self.send({'op': 'disconnect'})
+
+    def connect(self):
+        """``socket.connect()`` again after :meth:`disconnect`."""
+        self.send({'op': 'connect'})
 
     def ctl(self, timeout=10.0, **op):
         """Send a ``ctl`` operation to the server; return its ack data."""

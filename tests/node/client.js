@@ -1,5 +1,6 @@
 // A socket.io-client 4.8.4 peer: prints what it receives as JSON lines and
-// takes `emit` / `ctl` commands as JSON lines on stdin; exits when stdin closes.
+// takes `emit` / `ctl` / `disconnect` / `connect` commands as JSON lines on
+// stdin; exits when stdin closes.
 "use strict";
 
 const { io } = require("socket.io-client");
@@ -7,13 +8,23 @@ const { parseFlags, decodeBin, encodeBin, printLine, readJsonLines } = require("
 
 const flags = parseFlags(process.argv.slice(2), ["url"]);
 const nsp = flags.nsp || "/";
-const socket = io(flags.url + (nsp === "/" ? "" : nsp), {
+const options = {
   transports: ["websocket"],
   reconnection: false,
   query: { rooms: flags.rooms || "" },
-});
+};
+// --reconnect yes: reconnect 200 ms after a lost connection, every time (the
+// client then sends {pid, offset} in its auth: connection state recovery)
+if (flags.reconnect === "yes") {
+  Object.assign(options, { reconnection: true, reconnectionDelay: 200,
+    reconnectionDelayMax: 200, randomizationFactor: 0 });
+}
+// --auth JSON: the CONNECT packet's auth payload
+if (flags.auth !== undefined) options.auth = JSON.parse(flags.auth);
+const socket = io(flags.url + (nsp === "/" ? "" : nsp), options);
 
-socket.on("connect", () => printLine({ type: "connect", sid: socket.id }));
+socket.on("connect", () => printLine({ type: "connect", sid: socket.id,
+  recovered: socket.recovered }));
 socket.on("connect_error", (err) => printLine({ type: "connect_error", message: err.message }));
 socket.on("disconnect", (reason) => printLine({ type: "disconnect", reason }));
 
@@ -33,6 +44,12 @@ function handle(cmd) {
       socket.emit("ctl", cmd.data, (reply) => {
         printLine({ type: "ack", id: cmd.id, data: encodeBin(reply) });
       });
+      return;
+    case "disconnect":  // for good: no session kept (socket.io-client keeps its pid)
+      socket.disconnect();
+      return;
+    case "connect":
+      socket.connect();
       return;
     default:
       throw new Error(`unknown stdin op ${JSON.stringify(cmd.op)}`);

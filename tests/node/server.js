@@ -91,6 +91,12 @@ async function runOp(io, op) {
       else throw new Error(`unknown remoteSocket action ${op.action}`);
       return { found: true };
     }
+    case "setData": {
+      // replace a local socket's data (what connection state recovery keeps)
+      const socket = localSocket(nsp, op.sid);
+      if (socket) socket.data = decodeBin(op.data);
+      return { found: socket !== null };
+    }
     case "serverSideEmits":
       return { events: encodeBin(serverSideEmits.get(nsp.name) || []) };
     case "fetchSockets":
@@ -138,8 +144,11 @@ function answerServerSideAsks(nsp) {
 }
 
 function onConnection(io, pub, socket) {
-  socket.join(roomsOf(socket.handshake));
-  socket.data = { server: "node" };
+  // a recovered socket (connection state recovery) has its rooms and data back
+  if (!socket.recovered) {
+    socket.join(roomsOf(socket.handshake));
+    socket.data = { server: "node" };
+  }
   socket.on("ctl", async (op, ack) => {
     let reply;
     try {
@@ -291,8 +300,16 @@ async function main() {
   const { pub, sub, probe, adapter, ready } = await makeAdapter(connect);
 
   const httpServer = http.createServer();
-  // connectionStateRecovery stays off: no entry id is appended to broadcasts
-  const io = new Server(httpServer, { adapter });
+  // connectionStateRecovery stays off (no entry id is appended to broadcasts)
+  // unless --recovery <maxDisconnectionDuration in ms> turns it on (streams mode)
+  const options = { adapter };
+  if (flags.recovery !== undefined) {
+    options.connectionStateRecovery = {
+      maxDisconnectionDuration: Number(flags.recovery),
+      skipMiddlewares: true,
+    };
+  }
+  const io = new Server(httpServer, options);
   for (const name of NAMESPACES) {
     const nsp = io.of(name);
     recordServerSideEmits(nsp);
