@@ -335,6 +335,9 @@ class StateRecovery:
                     ttl))
             except PublishError as exc:
                 self._log.warning('cannot keep %d session(s) for recovery: %s', len(batch), exc)
+                if last:  # gone: nothing of theirs is kept here
+                    for key, _ in batch:
+                        self._written.pop(key, None)
                 return
             for key, (pid, encoded) in batch:
                 if last or pid in lost:
