@@ -230,11 +230,16 @@ class ClusterAPI:
             raise
 
     def _emit_recoverable(self, namespace, data, rooms, skip, targets):
-        """With connection state recovery: into the stream first, as Node
-        does; the entry's id goes to every client as its offset."""
+        """With connection state recovery: into the stream only; this
+        server's clients get it from its stream reader like everyone's, in
+        the stream's order, so the offsets a client gets only grow (Node
+        delivers its own first, before older entries still unread: a client
+        recovering from such an offset can miss or repeat events). Without a
+        reader (not listening yet) the local clients get it at once."""
         offset = self._send(self._dialect.encode_broadcast(namespace, self.uid, data,
                                                            rooms, skip))
-        self._deliver(namespace, data + [offset], targets)
+        if self._readers is None:
+            self._deliver(namespace, data + [offset], targets)
 
     def _listen_for_responses(self, namespace):
         """Make sure answers from other servers can reach this manager.

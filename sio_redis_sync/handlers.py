@@ -14,6 +14,11 @@ from .local import event_packets
 from .protocol import Broadcast, Ignored, Request, RequestType, Response
 
 
+# a broadcast entry's type field (MessageType.BROADCAST): with connection
+# state recovery this server's own are delivered by its reader
+OWN_BROADCAST = b'3'
+
+
 def _ack_ttl(timeout_ms, ack_ttl):
     """How long a remote server's ack request lives here: its ``timeout``
     (milliseconds) if a finite positive number, never more than
@@ -108,8 +113,9 @@ class RemoteMessages:
                                and drops it).
         """
         self._last_message = time.monotonic()
-        if fields.get(b'uid') == self.uid.encode():
-            return  # this server's own (delivered before it was added): not decoded
+        own = fields.get(b'uid') == self.uid.encode()
+        if own and not (self._recovery is not None and fields.get(b'type') == OWN_BROADCAST):
+            return  # this server's own (applied before it was added): not decoded
         nsp = self._dialect.entry_namespace(fields)
         if nsp is None or not self._routes.serves(nsp):
             return
@@ -119,7 +125,7 @@ class RemoteMessages:
                 raise ProtocolError('%d bytes: larger than max_message_size (%d)'
                                     % (size, self.max_message_size))
         message = self._dialect.decode_entry(nsp, fields, key)
-        if message.uid != self.uid:  # else this server's own
+        if own or message.uid != self.uid:  # own: a recoverable broadcast (_emit_recoverable)
             self._handlers[type(message)](nsp, self._with_offset(message, entry_id))
 
     def _with_offset(self, message, entry_id):
