@@ -127,3 +127,38 @@ def test_two_pages_on_two_servers_chat_and_see_their_own_job(browser, demo):
         path = ARTIFACTS / ('browser-%s.png' % name)
         page.screenshot(path=str(path), full_page=True)
         assert path.stat().st_size > 10000
+
+
+def test_a_dropped_connection_recovers_with_what_it_missed(browser, demo):
+    # connection state recovery in the demo: alice drops her connection while
+    # bob writes; it comes back with the same socket, rooms and the messages
+    alice = open_page(browser, demo.urls[0], 'alice')
+    bob = open_page(browser, demo.urls[1], 'bob')
+    sid = alice.inner_text('#sid')
+    # hold alice's reconnection back (the client waits 1 s or more anyway)
+    alice.evaluate('socket.io.reconnectionDelay(1500); socket.io.reconnectionDelayMax(1500)')
+    alice.click('#drop')
+    alice.wait_for_function('!socket.connected', timeout=5000)
+    for n in range(3):
+        bob.fill('#text', 'while away %d' % n)
+        bob.click('#send')
+    bob.wait_for_function(
+        'document.getElementById("log").textContent.includes("while away 2")', timeout=10000)
+    alice.wait_for_function(
+        'document.getElementById("log").textContent.includes("message(s) sent while")',
+        timeout=15000)
+    lines = log_lines(alice)
+    assert any('recovered: true, 3 message(s)' in line for line in lines), lines
+    assert any('connection recovered on server %d' % demo.ports[0] in line
+               for line in lines), lines
+    assert alice.inner_text('#sid') == sid
+    away = [line for line in lines if 'while away' in line]
+    assert away == ['[server %d] #lobby: while away %d' % (demo.ports[1], n)
+                    for n in range(3)], lines
+    # still in lobby after the recovery: a live message reaches her
+    bob.fill('#text', 'after')
+    bob.click('#send')
+    alice.wait_for_function(
+        'document.getElementById("log").textContent.includes("#lobby: after")', timeout=10000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    alice.screenshot(path=str(ARTIFACTS / 'browser-recovered.png'), full_page=True)

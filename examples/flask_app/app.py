@@ -1,6 +1,6 @@
 """The demo server: a Flask-SocketIO app whose servers form one cluster
-through Redis, with chat rooms, Celery jobs reporting live progress, and a
-panel fed by the cluster API.
+through Redis (streams mode, with connection state recovery), with chat rooms,
+Celery jobs reporting live progress, and a panel fed by the cluster API.
 
 Run modes (``run.sh`` starts two servers and a Celery worker in any of them):
 
@@ -18,7 +18,7 @@ import pathlib
 import re
 import uuid
 
-from flask import Flask, abort, render_template, send_file
+from flask import Flask, abort, render_template, request, send_file
 from flask_socketio import SocketIO, emit, join_room, leave_room, rooms
 
 import settings
@@ -38,8 +38,11 @@ def create_app(redis_url=None, name='demo', key=None, async_mode='threading'):
     ``async_mode`` is explicit: left to itself, Flask-SocketIO would pick
     eventlet whenever it is installed, monkey patched or not."""
     app = Flask(__name__)
-    manager = RedisManager(redis_url or settings.REDIS_URL,
-                           key=key or settings.KEY)
+    # streams mode: a client whose connection drops for a moment comes back,
+    # on any server, with its socket id, its rooms and what it missed
+    manager = RedisManager(redis_url or settings.REDIS_URL, key=key or settings.KEY,
+                           mode='streams', stream_name=key or settings.KEY,
+                           connection_state_recovery=True)
     socketio = SocketIO(app, client_manager=manager, async_mode=async_mode)
     # Listen now, not at the first connection: a server without clients yet
     # still answers the cluster panel's requests and counts in server_count.
@@ -59,13 +62,18 @@ def create_app(redis_url=None, name='demo', key=None, async_mode='threading'):
 
     @socketio.on('connect')
     def on_connect(auth):
+        if manager.recovered(request.sid):  # its rooms are back: its user's among them
+            user = next((room[5:] for room in rooms() if room.startswith('user:')), None)
+            emit('welcome', {'server': name, 'mode': mode, 'pid': os.getpid(),
+                             'user': user, 'recovered': True})
+            return
         user = auth.get('user') if isinstance(auth, dict) else None
         if not isinstance(user, str) or not NAME.match(user):
             user = 'guest-' + uuid.uuid4().hex[:4]
         join_room('user:' + user)    # where this user's jobs report progress
         join_room('server:' + name)  # so the cluster panel shows who is where
         emit('welcome', {'server': name, 'mode': mode, 'pid': os.getpid(),
-                         'user': user})
+                         'user': user, 'recovered': False})
 
     @socketio.on('join')
     def on_join(room):
@@ -105,14 +113,13 @@ def create_app(redis_url=None, name='demo', key=None, async_mode='threading'):
         """What the cluster API says: servers, rooms, and every socket."""
         try:
             sockets = manager.fetch_sockets(timeout=CLUSTER_TIMEOUT)
-            all_rooms = manager.all_rooms(timeout=CLUSTER_TIMEOUT)
         except RequestTimeout as exc:
             return {'error': str(exc)}
-        sids = {socket.id for socket in sockets}
+        # streams mode has no all_rooms(): the rooms are those of the sockets
         return {
             'servers': manager.server_count(),
-            'rooms': sorted(room for room in all_rooms
-                            if room not in sids and is_chat_room(room)),
+            'rooms': sorted({room for socket in sockets for room in socket.rooms
+                             if room != socket.id and is_chat_room(room)}),
             'sockets': [describe(socket) for socket in sockets],
         }
 

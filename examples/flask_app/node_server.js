@@ -1,5 +1,5 @@
-// The demo's Node server: Socket.IO 4.8.4 on @socket.io/redis-adapter 8.3.0, in the
-// same cluster as the Python servers: the same page, chat and cluster panel (Celery
+// The demo's Node server: Socket.IO 4.8.4 on @socket.io/redis-streams-adapter 0.3.1
+// with connection state recovery, in the same cluster as the Python servers: the same page, chat and cluster panel (Celery
 // jobs are enqueued by the Python servers). `node node_server.js PORT`; settings
 // from REDIS_URL, DEMO_KEY and DEMO_NAME as for app.py.
 "use strict";
@@ -8,7 +8,7 @@ const fs = require("fs");
 const http = require("http");
 const path = require("path");
 const { Server } = require("socket.io");
-const { createAdapter } = require("@socket.io/redis-adapter");
+const { createAdapter } = require("@socket.io/redis-streams-adapter");
 const { createClient } = require("redis");
 
 const port = Number(process.argv[2] || 5002);
@@ -37,8 +37,7 @@ function describe(socket) {
 
 async function main() {
   const pub = createClient({ url: redisUrl });
-  const sub = pub.duplicate();
-  await Promise.all([pub.connect(), sub.connect()]);
+  await pub.connect();
 
   const httpServer = http.createServer((req, res) => {
     const url = req.url.split("?")[0];
@@ -54,16 +53,23 @@ async function main() {
     }
   });
   const io = new Server(httpServer, {
-    adapter: createAdapter(pub, sub, { key, requestsTimeout: 2000 }),
+    adapter: createAdapter(pub, { streamName: key, channelPrefix: key }),
+    connectionStateRecovery: { maxDisconnectionDuration: 120000 },
   });
   const chat = (room, text) => io.to(room).emit("chat", { room, from: "server " + name, text });
   const reply = (ack, value) => { if (typeof ack === "function") ack(value); };
 
   io.on("connection", (socket) => {
-    let user = String((socket.handshake.auth || {}).user || "");
-    if (!USER.test(user)) user = "guest-" + Math.random().toString(16).slice(2, 6);
-    socket.join(["user:" + user, "server:" + name]);
-    socket.emit("welcome", { server: name, mode, pid: process.pid, user });
+    if (socket.recovered) {  // its rooms are back: its user's among them
+      const user = [...socket.rooms].find((r) => r.startsWith("user:"));
+      socket.emit("welcome", { server: name, mode, pid: process.pid,
+        user: user ? user.slice(5) : null, recovered: true });
+    } else {
+      let user = String((socket.handshake.auth || {}).user || "");
+      if (!USER.test(user)) user = "guest-" + Math.random().toString(16).slice(2, 6);
+      socket.join(["user:" + user, "server:" + name]);
+      socket.emit("welcome", { server: name, mode, pid: process.pid, user, recovered: false });
+    }
 
     socket.on("join", (room, ack) => {
       socket.join(room);
@@ -79,13 +85,12 @@ async function main() {
     socket.on("start_job", (steps, ack) => reply(ack, null));  // no Celery here
     socket.on("cluster", async (ack) => {
       try {
-        const [sockets, rooms, servers] = await Promise.all([
-          io.fetchSockets(), io.of("/").adapter.allRooms(), io.of("/").adapter.serverCount()]);
-        const sids = new Set(sockets.map((s) => s.id));
-        reply(ack, {
-          servers, sockets: sockets.map(describe),
-          rooms: [...rooms].filter((r) => !sids.has(r) && isChatRoom(r)).sort(),
-        });
+        // streams mode has no allRooms(): the rooms are those of the sockets
+        const [sockets, servers] = await Promise.all([
+          io.fetchSockets(), io.of("/").adapter.serverCount()]);
+        const rooms = new Set(sockets.flatMap((s) => [...s.rooms].filter(
+          (r) => r !== s.id && isChatRoom(r))));
+        reply(ack, { servers, sockets: sockets.map(describe), rooms: [...rooms].sort() });
       } catch (err) {
         reply(ack, { error: String(err) });
       }

@@ -17,7 +17,8 @@ celery.conf.update(task_default_queue=settings.QUEUE, task_ignore_result=True,
                    worker_hijack_root_logger=False)
 
 # One per worker process: thread-safe, and it connects on the first emit.
-emitter = Emitter(settings.REDIS_URL, key=settings.KEY)
+emitter = Emitter(settings.REDIS_URL, key=settings.KEY, mode='streams',
+                  stream_name=settings.KEY)
 
 
 @celery.task
