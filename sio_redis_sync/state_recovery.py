@@ -239,7 +239,10 @@ class StateRecovery:
                 floor = self._floors.get(key)
                 if held is not None:
                     held.append(data)
-                elif floor is None or order is None or order > floor:
+                elif floor is None or order is None:
+                    continue
+                elif order > floor:  # the stream's order from here on: no floor needed
+                    del self._floors[key]
                     continue
                 if kept is None:
                     kept = dict(targets)
