@@ -14,6 +14,7 @@ stream; the servers are tests/apps/csr_server.py (in this process, or as a
 process of its own to be stopped) and tests/node/server.js with
 connectionStateRecovery.
 """
+import logging
 import re
 import threading
 import time
@@ -300,7 +301,8 @@ def test_a_python_server_that_ends_hands_its_clients_over(servers, proxy, emitte
 
 
 def test_malformed_pid_and_offset_give_a_new_connection(servers, emitter, clients, redis_url,
-                                                        redis_client):
+                                                        redis_client, caplog):
+    caplog.set_level(logging.DEBUG, logger='sio_redis_sync')
     a = servers.python('A')
     victim = clients(a.url)
     sid = victim.wait_connects(1)['sid']
@@ -326,6 +328,10 @@ def test_malformed_pid_and_offset_give_a_new_connection(servers, emitter, client
             assert a.manager.recovered(other.sid) is False
     # the victim's session is still there, and its socket still served
     assert [s['pid'] for s in stored_sessions(redis_url, sid)] == [pid]
+    # a pid recovers someone's session: no log line shows one
+    logged = '\n'.join(r.getMessage() + str(r.exc_info or '') for r in caplog.records)
+    assert 'recovery failed' in logged  # the planted non-sessions were refused, logged
+    assert pid not in logged and planted not in logged
     emitter.to('r1').emit('barrier')
     caught_up(victim, 'tick', [0], 'barrier')
 
