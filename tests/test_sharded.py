@@ -280,6 +280,7 @@ def test_the_sharded_emitter(topology, pair_of, key):
         emitter.close()
 
 
+@pytest.mark.serial  # its servers must subscribe again within a second: not beside 3 workers
 def test_a_room_emit_right_after_an_outage_arrives_or_raises(standalone, pair_of):
     """Redis drops every connection (a restart, as a failover looks to the
     servers); an emit to a room made at once either reaches the other
