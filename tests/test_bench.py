@@ -6,6 +6,8 @@ rows are all there, its stream capped by max_len. No speed is asserted.
 import os
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
@@ -14,6 +16,7 @@ from bench import __main__ as bench_main  # noqa: E402
 from bench import streams  # noqa: E402
 
 
+@pytest.mark.serial  # a CPU hog: beside the xdist workers it starved Node peers' tests
 def test_every_workload_completes_with_no_loss(tmp_path, monkeypatch):
     monkeypatch.delenv('REDIS_URL', raising=False)  # the bench starts its own
     out = tmp_path / 'short.jsonl'
